@@ -1,0 +1,177 @@
+"""Tokens from Microsoft Entra ID with MSAL (client secret or certificate).
+
+One MSAL ``ConfidentialClientApplication`` per tenant, app and credential in the process, so
+every client of the same tenant shares its token cache; MSAL keeps tokens per scope and renews
+them before they expire. A 401 from an API calls ``get_token(force_refresh=True)`` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+import msal
+import requests
+
+from .errors import AuthenticationError, ConfigurationError, ServiceError
+from .settings import TenantSettings
+
+log = logging.getLogger(__name__)
+
+# AADSTS codes -> what to tell the person (reference/defender-api.md §1.4).
+_AADSTS_HINTS = {
+    7000215: "the client secret was refused: use the secret's Value (not its ID) and check it has not expired",
+    7000222: "the client secret has expired: create a new one for the app registration",
+    700027: "the certificate was refused: upload its public key to the app registration and check the thumbprint",
+    90002: "tenant {tenant!r} was not found: check tenant_id and that the cloud ({cloud}) is right",
+    700016: "app {client_id!r} was not found in tenant {tenant!r}: check client_id, and that the app is registered "
+    "(or admin-consented) in this tenant",
+    70011: "the scope {scope!r} was refused: check the API ({api}) and cloud ({cloud}) settings",
+    7000218: "the request needs a client secret or certificate",
+}
+
+
+class TokenProvider:
+    """Acquires and caches access tokens for one tenant + app + credential."""
+
+    def __init__(self, settings: TenantSettings, session: requests.Session) -> None:
+        self._settings = settings
+        self._scope = settings.endpoints.scope
+        self._app = _application(settings, session)
+
+    def get_token(self, *, force_refresh: bool = False) -> str:
+        """A valid access token for the settings' API; a new one from Entra ID if ``force_refresh``."""
+        s = self._settings
+        with self._app_lock:
+            if force_refresh:
+                self._app.remove_tokens_for_client()
+            try:
+                result = self._app.acquire_token_for_client(scopes=[self._scope])
+            except ValueError as exc:
+                # MSAL raises ValueError when authority discovery fails (e.g. unknown tenant).
+                raise AuthenticationError(
+                    f"Sign-in to tenant {s.tenant_id!r} failed at {s.endpoints.authority_host}: the tenant was not "
+                    f"found or the authority is wrong (check tenant_id and cloud={s.cloud!r}). MSAL said: "
+                    f"{_first_line(str(exc))}"
+                ) from None
+            except requests.RequestException as exc:
+                raise ServiceError(
+                    f"Could not reach the sign-in endpoint {s.endpoints.authority_host} for tenant {s.tenant_id!r}: "
+                    f"{type(exc).__name__}"
+                ) from None
+        if "access_token" in result:
+            log.debug("token for tenant %s scope %s (%s)", s.tenant_id, self._scope, result.get("token_source"))
+            return result["access_token"]
+        raise _token_error(s, self._scope, result)
+
+    @property
+    def _app_lock(self) -> threading.Lock:
+        return _locks[id(self._app)]
+
+
+def _token_error(s: TenantSettings, scope: str, result: dict) -> AuthenticationError:
+    codes = result.get("error_codes") or []
+    error = result.get("error", "unknown_error")
+    hints = [
+        _AADSTS_HINTS[c].format(tenant=s.tenant_id, client_id=s.client_id, scope=scope, api=s.api, cloud=s.cloud)
+        for c in codes
+        if c in _AADSTS_HINTS
+    ]
+    aadsts = ", ".join(f"AADSTS{c}" for c in codes) or error
+    detail = hints[0] if hints else _first_line(result.get("error_description", ""))
+    return AuthenticationError(
+        f"Entra ID refused a token for app {s.client_id!r} in tenant {s.tenant_id!r} ({aadsts}): {detail}.",
+        code=error,
+        request_id=result.get("correlation_id"),
+    )
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
+_apps: dict[tuple, msal.ConfidentialClientApplication] = {}
+_locks: dict[int, threading.Lock] = {}
+_apps_lock = threading.Lock()
+
+
+def _application(settings: TenantSettings, session: requests.Session) -> msal.ConfidentialClientApplication:
+    credential = _client_credential(settings)
+    fingerprint = hashlib.sha256(repr(sorted(credential.items()) if isinstance(credential, dict) else credential).encode()).hexdigest()
+    ep = settings.endpoints
+    key = (ep.authority_host, settings.tenant_id.lower(), settings.client_id.lower(), fingerprint, settings.ca_bundle)
+    with _apps_lock:
+        app = _apps.get(key)
+        if app is None:
+            app = msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=credential,
+                authority=f"{ep.authority_host}/{settings.tenant_id}",
+                http_client=session,
+                # Well-known Microsoft hosts need no discovery; any other host (a proxy, the emulator)
+                # must not trigger a discovery call to login.microsoftonline.com.
+                instance_discovery=False if settings.authority_host else None,
+                timeout=min(settings.timeout, 60.0),
+            )
+            _apps[key] = app
+            _locks[id(app)] = threading.Lock()
+        return app
+
+
+def _client_credential(settings: TenantSettings):
+    if settings.client_secret:
+        return settings.client_secret
+    cert_pem, key_pem = _certificate_parts(settings)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    credential = {
+        "private_key": key_pem,
+        "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra's x5t is SHA-1 by definition
+        "public_certificate": cert_pem,
+    }
+    if settings.certificate_passphrase:
+        credential["passphrase"] = settings.certificate_passphrase
+    return credential
+
+
+def _certificate_parts(settings: TenantSettings) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) from PEM text or files; DER certificates are converted."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def read(value: str, what: str) -> bytes:
+        if "-----BEGIN" in value:
+            return value.encode()
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"The {what} file {str(path)!r} was not found for tenant {settings.tenant_id!r}.")
+        return path.read_bytes()
+
+    cert_bytes = read(settings.certificate, "certificate")
+    key_bytes = read(settings.private_key, "private key") if settings.private_key else cert_bytes
+    if b"-----BEGIN CERTIFICATE-----" in cert_bytes:
+        start = cert_bytes.index(b"-----BEGIN CERTIFICATE-----")
+        end = cert_bytes.index(b"-----END CERTIFICATE-----", start) + len(b"-----END CERTIFICATE-----")
+        cert_pem = cert_bytes[start:end].decode()
+    else:
+        try:  # MSTICPy stores the certificate as DER
+            cert_pem = x509.load_der_x509_certificate(cert_bytes).public_bytes(Encoding.PEM).decode()
+        except ValueError:
+            raise ConfigurationError(
+                f"The certificate for tenant {settings.tenant_id!r} is neither PEM nor DER."
+            ) from None
+    marker = b"PRIVATE KEY-----"
+    if marker not in key_bytes:
+        raise ConfigurationError(
+            f"No private key found for the certificate of tenant {settings.tenant_id!r}: give a PEM holding "
+            "the key, or private_key."
+        )
+    start = key_bytes.index(b"-----BEGIN")
+    while marker not in key_bytes[start:key_bytes.index(b"\n", start)]:
+        start = key_bytes.index(b"-----BEGIN", start + 1)
+    end = key_bytes.index(marker, key_bytes.index(b"-----END", start)) + len(marker)
+    return cert_pem, key_bytes[start:end].decode()

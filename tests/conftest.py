@@ -1,0 +1,69 @@
+"""Shared fixtures: the emulator, the reference samples, a clean environment and a canary secret."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "reference" / "samples"
+CANARY = "CANARY-s3cr3t-7f3a9c1e-do-not-leak"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    """Tests must not depend on this machine's CA variables, msticpyconfig or Azure identity."""
+    for name in (
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MSTICPYCONFIG", "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    if not SAMPLES.is_dir():
+        pytest.skip("shared/reference/samples is not next to the repository")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One emulator for the session (quotas off so unrelated tests do not throttle each other)."""
+    from emulator import Emulator
+
+    with Emulator(enforce_quotas=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator):
+    """The session emulator, reset to a clean state for this test."""
+    emulator.reset()
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture
+def emu_kwargs(emu):
+    """connect() keyword arguments for the emulator's default tenant, with generous rate limits."""
+    return {
+        "tenant_id": emu.tenant_id,
+        "client_id": emu.client_id,
+        "client_secret": emu.client_secret,
+        "authority_host": emu.base_url,
+        "api_root": emu.base_url,
+        "ca_bundle": emu.ca_bundle,
+        "timeout": 10,
+        "rate_limits": {"hunting_per_minute": 10_000, "hunting_per_hour": 100_000, "api_per_minute": 10_000},
+    }
+
+
+@pytest.fixture
+def all_logs(caplog):
+    """Capture every log record at DEBUG, from every library."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
