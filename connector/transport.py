@@ -186,7 +186,7 @@ def _stop_when_budget_spent(policy: RetryPolicy, started: float):
 
 
 def _wait(policy: RetryPolicy):
-    backoff = tenacity.wait_exponential_jitter(initial=policy.backoff_initial, max=policy.backoff_max)
+    backoff = tenacity.wait_exponential_jitter(multiplier=policy.backoff_initial, max=policy.backoff_max)
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

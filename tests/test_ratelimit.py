@@ -1,0 +1,58 @@
+"""The per-tenant limiter keeps every window, waits instead of failing, and is thread-safe."""
+
+from __future__ import annotations
+
+import threading
+
+from connector.ratelimit import RateLimiter, limiter_for
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_windows_are_kept_exactly():
+    clock = FakeClock()
+    limiter = RateLimiter([(3, 60.0), (5, 3600.0)], clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(6):
+        limiter.acquire()
+        starts.append(clock.now)
+    assert starts[:3] == [0.0, 0.0, 0.0]
+    assert starts[3] == 60.0 and starts[4] == 60.0  # the minute window opened again
+    assert starts[5] == 3600.0  # the hour window (5/h) is the binding one now
+
+
+def test_threads_never_exceed_the_window():
+    limiter = RateLimiter([(20, 0.5)])
+    times = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(5):
+            limiter.acquire()
+            with lock:
+                times.append(__import__("time").monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    times.sort()
+    assert len(times) == 40
+    # no 0.5 s window holds more than 20 calls
+    assert all(times[i + 20] - times[i] >= 0.5 - 1e-3 for i in range(len(times) - 20))
+
+
+def test_registry_shares_per_tenant_and_separates_tenants():
+    a = limiter_for(("global", "tenant-a", "hunting"), [(45, 60.0)])
+    assert limiter_for(("global", "tenant-a", "hunting"), [(45, 60.0)]) is a
+    assert limiter_for(("global", "tenant-b", "hunting"), [(45, 60.0)]) is not a
