@@ -76,7 +76,7 @@ def resolve_settings(
         values = {}
     else:
         section = read_config(config_path).instance(instance)
-        values = section.resolve(keyvault_credential)
+        values = section.resolve(keyvault_credential, ca_bundle=overrides.get("ca_bundle"))
     if any(overrides.get(f) for f in _CREDENTIAL_FIELDS):
         for f in (*_CREDENTIAL_FIELDS, "private_key", "certificate_passphrase"):
             values.pop(f, None)  # a credential passed in replaces the file's, it does not add to it

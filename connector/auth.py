@@ -49,18 +49,8 @@ class TokenProvider:
                 self._app.remove_tokens_for_client()
             try:
                 result = self._app.acquire_token_for_client(scopes=[self._scope])
-            except ValueError as exc:
-                # MSAL raises ValueError when authority discovery fails (e.g. unknown tenant).
-                raise AuthenticationError(
-                    f"Sign-in to tenant {s.tenant_id!r} failed at {s.endpoints.authority_host}: the tenant was not "
-                    f"found or the authority is wrong (check tenant_id and cloud={s.cloud!r}). MSAL said: "
-                    f"{_first_line(str(exc))}"
-                ) from None
-            except requests.RequestException as exc:
-                raise ServiceError(
-                    f"Could not reach the sign-in endpoint {s.endpoints.authority_host} for tenant {s.tenant_id!r}: "
-                    f"{type(exc).__name__}"
-                ) from None
+            except (ValueError, requests.RequestException) as exc:
+                raise _sign_in_error(s, exc) from None
         if "access_token" in result:
             log.debug("token for tenant %s scope %s (%s)", s.tenant_id, self._scope, result.get("token_source"))
             return result["access_token"]
@@ -69,6 +59,20 @@ class TokenProvider:
     @property
     def _app_lock(self) -> threading.Lock:
         return _locks[id(self._app)]
+
+
+def _sign_in_error(s: TenantSettings, exc: Exception) -> AuthenticationError | ServiceError:
+    if isinstance(exc, ValueError):
+        # MSAL raises ValueError when authority discovery fails (e.g. unknown tenant).
+        return AuthenticationError(
+            f"Sign-in to tenant {s.tenant_id!r} failed at {s.endpoints.authority_host}: the tenant was not "
+            f"found or the authority is wrong (check tenant_id and cloud={s.cloud!r}). MSAL said: "
+            f"{_first_line(str(exc))}"
+        )
+    return ServiceError(
+        f"Could not reach the sign-in endpoint {s.endpoints.authority_host} for tenant {s.tenant_id!r}: "
+        f"{type(exc).__name__}"
+    )
 
 
 def _token_error(s: TenantSettings, scope: str, result: dict) -> AuthenticationError:
@@ -105,19 +109,28 @@ def _application(settings: TenantSettings, session: requests.Session) -> msal.Co
     with _apps_lock:
         app = _apps.get(key)
         if app is None:
-            app = msal.ConfidentialClientApplication(
-                settings.client_id,
-                client_credential=credential,
-                authority=f"{ep.authority_host}/{settings.tenant_id}",
-                http_client=session,
-                # Well-known Microsoft hosts need no discovery; any other host (a proxy, the emulator)
-                # must not trigger a discovery call to login.microsoftonline.com.
-                instance_discovery=False if settings.authority_host else None,
-                timeout=min(settings.timeout, 60.0),
-            )
+            app = _new_application(settings, credential, session)
             _apps[key] = app
             _locks[id(app)] = threading.Lock()
         return app
+
+
+def _new_application(settings: TenantSettings, credential, session: requests.Session) -> msal.ConfidentialClientApplication:
+    # MSAL discovers the authority here, in the constructor: map its failures like the token call's.
+    ep = settings.endpoints
+    try:
+        return msal.ConfidentialClientApplication(
+            settings.client_id,
+            client_credential=credential,
+            authority=f"{ep.authority_host}/{settings.tenant_id}",
+            http_client=session,
+            # Well-known Microsoft hosts need no discovery; any other host (a proxy, the emulator)
+            # must not trigger a discovery call to login.microsoftonline.com.
+            instance_discovery=False if settings.authority_host else None,
+            timeout=min(settings.timeout, 60.0),
+        )
+    except (ValueError, requests.RequestException) as exc:
+        raise _sign_in_error(settings, exc) from None
 
 
 def _client_credential(settings: TenantSettings):

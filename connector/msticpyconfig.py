@@ -70,12 +70,15 @@ class DefenderInstance:
     settings: dict = field(default_factory=dict)  # TenantSettings fields with plain values
     secrets: dict[str, SecretValue] = field(default_factory=dict, repr=False)  # field -> value or reference
 
-    def resolve(self, keyvault_credential=None) -> dict:
-        """Plain settings plus every secret resolved: ready for ``TenantSettings(**...)``."""
+    def resolve(self, keyvault_credential=None, *, ca_bundle: str | None = None) -> dict:
+        """Plain settings plus every secret resolved: ready for ``TenantSettings(**...)``.
+
+        ``ca_bundle`` (else the section's own) is trusted for Key Vault too: private endpoints.
+        """
         values = dict(self.settings)
         for name, secret in self.secrets.items():
             if isinstance(secret, KeyVaultSecret):
-                values[name] = secret.resolve(keyvault_credential, ca_bundle=values.get("ca_bundle"))
+                values[name] = secret.resolve(keyvault_credential, ca_bundle=ca_bundle or values.get("ca_bundle"))
             elif isinstance(secret, EnvironmentSecret):
                 values[name] = secret.resolve()
             else:
