@@ -1,0 +1,38 @@
+"""``defender-soar``: the command line. A thin root; each area is a sub-app in its own module.
+
+    defender-soar tenants import msticpyconfig.yaml
+    defender-soar tenants list
+    defender-soar tenants test contoso
+
+Add a command group with ``app.add_typer(<module>.app, name="...")``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import tenants_cli
+
+app = typer.Typer(
+    name="defender-soar",
+    help="Microsoft Defender hunting and response on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold [optional] parts and <placeholders>, not markup
+)
+app.add_typer(tenants_cli.app, name="tenants")
+
+
+@app.callback()
+def _root() -> None:
+    """Microsoft Defender hunting and response on Prefect. Blocks live in the Prefect server at PREFECT_API_URL."""
+
+
+def main() -> None:
+    """Console entry point (``defender-soar``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
