@@ -20,6 +20,9 @@ from .settings import TenantSettings
 
 log = logging.getLogger(__name__)
 
+# MSAL's default throttle after a 429/5xx without Retry-After (msal/throttled_http_client.py), plus a margin.
+_MSAL_THROTTLE_SECONDS = 5.5
+
 # AADSTS codes -> what to tell the person (reference/defender-api.md §1.4).
 _AADSTS_HINTS = {
     7000215: "the client secret was refused: use the secret's Value (not its ID) and check it has not expired",
@@ -49,7 +52,7 @@ class TokenProvider:
                 self._app.remove_tokens_for_client()
             try:
                 result = self._app.acquire_token_for_client(scopes=[self._scope])
-            except (ValueError, requests.RequestException) as exc:
+            except (ValueError, requests.RequestException, msal.exceptions.MsalServiceError) as exc:
                 raise _sign_in_error(s, exc) from None
         if "access_token" in result:
             log.debug("token for tenant %s scope %s (%s)", s.tenant_id, self._scope, result.get("token_source"))
@@ -62,6 +65,13 @@ class TokenProvider:
 
 
 def _sign_in_error(s: TenantSettings, exc: Exception) -> AuthenticationError | ServiceError:
+    if isinstance(exc, msal.exceptions.MsalServiceError):
+        # MSAL raises this for a 5xx from the sign-in endpoint: transient, but MSAL then replays the
+        # same failure from its throttle cache for Retry-After or 5 s, so do not retry sooner.
+        return ServiceError(
+            f"The sign-in endpoint {s.endpoints.authority_host} failed for tenant {s.tenant_id!r}: {_first_line(str(exc))}",
+            retry_after=_MSAL_THROTTLE_SECONDS,
+        )
     if isinstance(exc, ValueError):
         # MSAL raises ValueError when authority discovery fails (e.g. unknown tenant).
         return AuthenticationError(
@@ -124,12 +134,13 @@ def _new_application(settings: TenantSettings, credential, session: requests.Ses
             client_credential=credential,
             authority=f"{ep.authority_host}/{settings.tenant_id}",
             http_client=session,
-            # Well-known Microsoft hosts need no discovery; any other host (a proxy, the emulator)
-            # must not trigger a discovery call to login.microsoftonline.com.
-            instance_discovery=False if settings.authority_host else None,
+            # No instance discovery: it would call login.microsoftonline.com/common/discovery/instance
+            # first, even for a proxy, a sovereign cloud or the emulator. The authority's own OpenID
+            # configuration, which MSAL still reads, is all a client-credentials app needs.
+            instance_discovery=False,
             timeout=min(settings.timeout, 60.0),
         )
-    except (ValueError, requests.RequestException) as exc:
+    except (ValueError, requests.RequestException, msal.exceptions.MsalServiceError) as exc:
         raise _sign_in_error(settings, exc) from None
 
 

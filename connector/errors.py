@@ -61,7 +61,14 @@ class ThrottledError(DefenderError):
 
 
 class ServiceError(DefenderError):
-    """5xx, timeouts, connection failures and unreadable bodies, still after the retry budget."""
+    """5xx, timeouts, connection failures and unreadable bodies, still after the retry budget.
+
+    ``retry_after`` is the pause the service (or MSAL's sign-in throttle) asked for, if any.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 __all__ = [

@@ -47,6 +47,16 @@ class RateLimiter:
             self._sleep(delay)
             waited += delay
 
+    def would_wait(self) -> float:
+        """Seconds the next ``acquire()`` would wait now (0 when a call fits); records nothing."""
+        with self._lock:
+            now = self._clock()
+            return max(
+                [0.0] + [calls[-count] + period - now
+                         for (count, period), calls in zip(self.limits, self._calls, strict=True)
+                         if len(calls) >= count]
+            )
+
 
 _registry: dict[tuple, RateLimiter] = {}
 _registry_lock = threading.Lock()

@@ -231,7 +231,10 @@ def _error_for(response: requests.Response, operation: str, permission: str | No
             retry_after=retry_after, **kwargs,
         )
     if status >= 500 or status == 408:
-        return ServiceError(f"{_cap(operation)} failed with HTTP {status} (a service fault).{said}", **kwargs)
+        return ServiceError(
+            f"{_cap(operation)} failed with HTTP {status} (a service fault).{said}",
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")), **kwargs,
+        )
     return QueryError(f"{_cap(operation)} failed with HTTP {status}.{said}", **kwargs)
 
 

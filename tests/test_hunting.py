@@ -13,6 +13,7 @@ from connector import (
     AuthenticationError,
     ConfigurationError,
     DefenderClient,
+    NotFoundError,
     PermissionDeniedError,
     QueryError,
     ServiceError,
@@ -250,6 +251,30 @@ def test_missing_role_names_the_permission(emu, emu_kwargs):
     with client_for(emu_kwargs, client_id="12121212-1212-4212-8212-121212121212", client_secret="no-roles-secret") as client, \
             pytest.raises(PermissionDeniedError, match="ThreatHunting.Read.All"):
         client.run_hunting_query("AlertInfo | take 1")
+
+
+def test_wrong_api_root_is_not_found(emu, emu_kwargs):
+    with client_for(emu_kwargs, api="mde", api_root=f"{emu.base_url}/not-here") as client, \
+            pytest.raises(NotFoundError, match="HTTP 404") as info:
+        client.run_hunting_query("AlertInfo | take 1")
+    assert info.value.status == 404 and len([r for r in emu.requests if "not-here" in r.path]) == 1
+
+
+def test_client_calls_go_through_the_tenants_limiter(emu, emu_kwargs):
+    from connector.ratelimit import limiter_for
+
+    emu.add_tenant("abababab-abab-4bab-8bab-abababababab")
+    emu.add_app("abababab-abab-4bab-8bab-abababababab", emu.client_id, client_secret="limited")
+    kwargs = {**emu_kwargs, "tenant_id": "abababab-abab-4bab-8bab-abababababab", "client_secret": "limited",
+              "rate_limits": {"hunting_per_minute": 2, "hunting_per_hour": 100}}
+    limiter = limiter_for(("global", "abababab-abab-4bab-8bab-abababababab", "hunting"), [(2, 60.0), (100, 3600.0)])
+    with client_for(kwargs) as client:
+        client.run_hunting_query("AlertInfo | take 1")
+        assert limiter.would_wait() == 0
+        client.run_hunting_query("AlertInfo | take 1")
+    assert limiter.would_wait() > 50  # a third query in this minute would queue here, not hit a 429
+    other = limiter_for(("global", emu.tenant_id.lower(), "hunting"), [(2, 60.0), (100, 3600.0)])
+    assert other is not limiter and other.would_wait() == 0
 
 
 def test_unreachable_api_is_a_service_error(emu, emu_kwargs):

@@ -28,6 +28,10 @@ def test_windows_are_kept_exactly():
     assert starts[:3] == [0.0, 0.0, 0.0]
     assert starts[3] == 60.0 and starts[4] == 60.0  # the minute window opened again
     assert starts[5] == 3600.0  # the hour window (5/h) is the binding one now
+    assert limiter.would_wait() == 0.0
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.now == 3600.0 and limiter.would_wait() == 60.0  # both windows are full until 3660
 
 
 def test_threads_never_exceed_the_window():

@@ -81,6 +81,14 @@ def test_5xx_burst_is_retried_with_backoff_then_succeeds(transport, sleeps):
 
 
 @responses.activate
+def test_503_retry_after_is_honoured(transport, sleeps):
+    responses.get(URL, status=503, headers={"Retry-After": "4"})
+    responses.get(URL, json={})
+    call(transport)
+    assert sleeps == [4.0]
+
+
+@responses.activate
 def test_5xx_past_the_budget_is_a_service_error(transport):
     responses.get(URL, status=503, json={"error": {"code": "ServiceUnavailable", "message": "try later"}})
     with pytest.raises(ServiceError, match="HTTP 503.*try later") as info:
