@@ -13,7 +13,7 @@ from .auth import TokenProvider
 from .errors import ConfigurationError, QueryError
 from .ratelimit import limiter_for
 from .settings import TenantSettings
-from .transport import RetryPolicy, Transport, make_session
+from .transport import RetryPolicy, Transport, make_session, read_body
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class DefenderClient:
         try:
             frame, stats = self._transport.request(
                 "POST", path, json=body, operation="run hunting query", permission=permission,
-                before_attempt=self._hunting_limiter.acquire, parse=_parse_hunting, timeout=timeout,
+                before_attempt=self._hunting_limiter.acquire, parse=_parse_hunting, stream=True, timeout=timeout,
             )
         except QueryError as exc:
             if _is_size_limit(exc.message):
@@ -120,7 +120,7 @@ class DefenderClient:
 def _parse_hunting(response: requests.Response):
     from .frames import hunting_frame  # pyarrow loads on the first hunt, not on import
 
-    return hunting_frame(response.content)
+    return hunting_frame(read_body(response, "run hunting query"))
 
 
 def _is_size_limit(message: str) -> bool:

@@ -633,3 +633,13 @@ def test_datetimes_without_zone_date_only_or_empty():
     assert frame_ns(df["T"]) == [ns("2024-03-26T09:39:50.7688641Z"), ns("2024-03-26T00:00:00Z"), None, None,
                                  ns("2024-03-26T09:39:50.7688641Z")]
     assert str(df["U"].dtype) == "datetime64[ns, UTC]" and df["U"].isna().all()
+
+
+def test_called_while_another_exception_is_being_handled(monkeypatch):
+    _threaded(monkeypatch)
+    body = body_of([("D", "Dynamic"), ("N", "Int64")], [{"D": [i], "N": i} for i in range(3_000)])
+    try:
+        raise KeyError("unrelated")
+    except KeyError:
+        df, _ = hunting_frame(body)
+    assert df["N"].tolist() == list(range(3_000))
