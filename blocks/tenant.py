@@ -18,6 +18,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connector import DefenderClient, RateLimits, TenantSettings, clouds
+from connector.certificates import pem_bundle
 from connector.errors import ConfigurationError
 
 from .keyvault import _LOGO, AzureKeyVaultSecret
@@ -262,11 +263,7 @@ def certificate_pem(certificate: str, private_key: str | None = None, *, tenant_
 
     For the ``certificate`` field: a worker on another machine then needs no files.
     """
-    from connector.auth import _certificate_parts  # the connector's own PEM/DER reader
-
-    settings = TenantSettings(tenant_id=tenant_id, client_id="(certificate)", certificate=certificate, private_key=private_key)
-    cert_pem, key_pem = _certificate_parts(settings)
-    return cert_pem.strip() + "\n" + key_pem.strip() + "\n"
+    return pem_bundle(certificate, private_key, tenant_id=tenant_id)
 
 
 __all__ = ["DefenderTenant", "TenantRateLimits", "SECRET_SOURCES", "certificate_pem"]

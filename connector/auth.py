@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from pathlib import Path
 
 import msal
 import requests
 
-from .errors import AuthenticationError, ConfigurationError, ServiceError
+from .certificates import certificate_and_key
+from .errors import AuthenticationError, ServiceError
 from .settings import TenantSettings
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def _new_application(settings: TenantSettings, credential, session: requests.Ses
 def _client_credential(settings: TenantSettings):
     if settings.client_secret:
         return settings.client_secret
-    cert_pem, key_pem = _certificate_parts(settings)
+    cert_pem, key_pem = certificate_and_key(settings.certificate, settings.private_key, tenant_id=settings.tenant_id)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -160,42 +160,3 @@ def _client_credential(settings: TenantSettings):
     if settings.certificate_passphrase:
         credential["passphrase"] = settings.certificate_passphrase
     return credential
-
-
-def _certificate_parts(settings: TenantSettings) -> tuple[str, str]:
-    """(certificate PEM, private key PEM) from PEM text or files; DER certificates are converted."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    def read(value: str, what: str) -> bytes:
-        if "-----BEGIN" in value:
-            return value.encode()
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ConfigurationError(f"The {what} file {str(path)!r} was not found for tenant {settings.tenant_id!r}.")
-        return path.read_bytes()
-
-    cert_bytes = read(settings.certificate, "certificate")
-    key_bytes = read(settings.private_key, "private key") if settings.private_key else cert_bytes
-    if b"-----BEGIN CERTIFICATE-----" in cert_bytes:
-        start = cert_bytes.index(b"-----BEGIN CERTIFICATE-----")
-        end = cert_bytes.index(b"-----END CERTIFICATE-----", start) + len(b"-----END CERTIFICATE-----")
-        cert_pem = cert_bytes[start:end].decode()
-    else:
-        try:  # MSTICPy stores the certificate as DER
-            cert_pem = x509.load_der_x509_certificate(cert_bytes).public_bytes(Encoding.PEM).decode()
-        except ValueError:
-            raise ConfigurationError(
-                f"The certificate for tenant {settings.tenant_id!r} is neither PEM nor DER."
-            ) from None
-    marker = b"PRIVATE KEY-----"
-    if marker not in key_bytes:
-        raise ConfigurationError(
-            f"No private key found for the certificate of tenant {settings.tenant_id!r}: give a PEM holding "
-            "the key, or private_key."
-        )
-    start = key_bytes.index(b"-----BEGIN")
-    while marker not in key_bytes[start:key_bytes.index(b"\n", start)]:
-        start = key_bytes.index(b"-----BEGIN", start + 1)
-    end = key_bytes.index(marker, key_bytes.index(b"-----END", start)) + len(marker)
-    return cert_pem, key_bytes[start:end].decode()
