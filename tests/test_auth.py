@@ -49,3 +49,22 @@ def test_transient_sign_in_fault_is_retried(emu, emu_kwargs):
     with DefenderClient(TenantSettings(**kwargs), retry=retry) as client:
         assert len(client.run_hunting_query("AlertInfo | take 1")) == 1
     assert [r.status for r in emu.requests if r.path.endswith("/token")] == [503, 200]
+
+
+def test_tokens_are_renewed_before_they_expire(emu, emu_kwargs):
+    """A token within MSAL's 5-minute renewal margin is replaced before use; a fresh one is reused."""
+    emu.add_app(emu.tenant_id, "90909090-9090-4090-8090-909090909090", client_secret="short-lived")
+    kwargs = {**emu_kwargs, "client_id": "90909090-9090-4090-8090-909090909090", "client_secret": "short-lived"}
+    lifetime = emu.token_lifetime
+    try:
+        emu.token_lifetime = 240  # already inside the renewal margin when issued
+        with DefenderClient(TenantSettings(**kwargs)) as client:
+            first, second = client.get_token(), client.get_token()
+        emu.token_lifetime = 3599
+        with DefenderClient(TenantSettings(**kwargs)) as client:
+            third, fourth = client.get_token(), client.get_token()
+    finally:
+        emu.token_lifetime = lifetime
+    assert first != second  # renewed before expiry, not used until it fails
+    assert third == fourth and third not in (first, second)
+    assert len([r for r in emu.requests if r.path.endswith("/token")]) == 3
