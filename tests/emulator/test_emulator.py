@@ -19,8 +19,8 @@ import requests
 
 from emulator import Emulator
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "emulator" / "data"  # copies of /work/shared/reference/samples
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "emulator" / "data"  # copies of shared/reference/samples
 GRAPH = "https://graph.microsoft.com"
 MDE = "https://api.securitycenter.microsoft.com"
 XDR = "https://api.security.microsoft.com"
@@ -31,18 +31,8 @@ ENTRA_KEYS = {"error", "error_description", "error_codes", "timestamp", "trace_i
 
 
 
-@pytest.fixture(scope="module")
-def emu():
-    with Emulator(port=0) as running:
-        yield running
 
 
-@pytest.fixture
-def http(emu):
-    emu.reset()
-    with requests.Session() as session:
-        session.verify = emu.ca_bundle
-        yield session
 
 
 def get_token(emu, http, resource=GRAPH, client_id=None, secret=None, tenant=None) -> str:

@@ -17,19 +17,8 @@ QUERY = {"Query": "AlertInfo | take 3"}
 
 
 
-@pytest.fixture(scope="module")
-def emu():
-    with Emulator(port=0) as running:
-        yield running
 
 
-@pytest.fixture
-def http(emu):
-    emu.reset()
-    with requests.Session() as session:
-        session.verify = emu.ca_bundle
-        yield session
-    emu.faults.clear()
 
 
 def token(emu, http, resource):

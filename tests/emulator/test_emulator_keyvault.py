@@ -8,13 +8,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
 
-from emulator import DEFAULT_SECRET_NAME, Emulator
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with Emulator(port=0) as running:
-        yield running
+from emulator import DEFAULT_SECRET_NAME
 
 
 def client(emu, client_id=None, secret=None, verify_challenge_resource=False):
