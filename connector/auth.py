@@ -42,12 +42,12 @@ class TokenProvider:
     def __init__(self, settings: TenantSettings, session: requests.Session) -> None:
         self._settings = settings
         self._scope = settings.endpoints.scope
-        self._app = _application(settings, session)
+        self._app, self._lock = _application(settings, session)
 
     def get_token(self, *, force_refresh: bool = False) -> str:
         """A valid access token for the settings' API; a new one from Entra ID if ``force_refresh``."""
         s = self._settings
-        with self._app_lock:
+        with self._lock:
             if force_refresh:
                 self._app.remove_tokens_for_client()
             try:
@@ -58,11 +58,6 @@ class TokenProvider:
             log.debug("token for tenant %s scope %s (%s)", s.tenant_id, self._scope, result.get("token_source"))
             return result["access_token"]
         raise _token_error(s, self._scope, result)
-
-    @property
-    def _app_lock(self) -> threading.Lock:
-        return _locks[id(self._app)]
-
 
 def _sign_in_error(s: TenantSettings, exc: Exception) -> AuthenticationError | ServiceError:
     if isinstance(exc, msal.exceptions.MsalServiceError):
@@ -106,23 +101,23 @@ def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0][:300]
 
 
-_apps: dict[tuple, msal.ConfidentialClientApplication] = {}
-_locks: dict[int, threading.Lock] = {}
+# One MSAL app (and the lock that serialises its token requests) per tenant + app + credential.
+_apps: dict[tuple, tuple[msal.ConfidentialClientApplication, threading.Lock]] = {}
 _apps_lock = threading.Lock()
 
 
-def _application(settings: TenantSettings, session: requests.Session) -> msal.ConfidentialClientApplication:
+def _application(
+    settings: TenantSettings, session: requests.Session
+) -> tuple[msal.ConfidentialClientApplication, threading.Lock]:
     credential = _client_credential(settings)
     fingerprint = hashlib.sha256(repr(sorted(credential.items()) if isinstance(credential, dict) else credential).encode()).hexdigest()
     ep = settings.endpoints
     key = (ep.authority_host, settings.tenant_id.lower(), settings.client_id.lower(), fingerprint, settings.ca_bundle)
     with _apps_lock:
-        app = _apps.get(key)
-        if app is None:
-            app = _new_application(settings, credential, session)
-            _apps[key] = app
-            _locks[id(app)] = threading.Lock()
-        return app
+        entry = _apps.get(key)
+        if entry is None:
+            entry = _apps[key] = (_new_application(settings, credential, session), threading.Lock())
+        return entry
 
 
 def _new_application(settings: TenantSettings, credential, session: requests.Session) -> msal.ConfidentialClientApplication:

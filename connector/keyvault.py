@@ -48,22 +48,16 @@ def get_secret(
             secret = client.get_secret(secret_name, version)
     except ResourceNotFoundError:
         raise ConfigurationError(f"{what} was not found. Check the secret name and that it is enabled.") from None
-    except ClientAuthenticationError as exc:
-        status = getattr(exc, "status_code", None)
-        if status == 403:
-            raise PermissionDeniedError(
-                f"Access to {what} was denied: the identity needs the 'get' secret permission "
-                "(or the Key Vault Secrets User role).",
-                status=403,
-            ) from None
-        raise AuthenticationError(f"Could not authenticate to read {what}: {_first_line(exc)}") from None
     except HttpResponseError as exc:
+        # azure-core raises ClientAuthenticationError (a subclass) for sign-in failures and 401s.
         if exc.status_code == 403:
             raise PermissionDeniedError(
                 f"Access to {what} was denied: the identity needs the 'get' secret permission "
                 "(or the Key Vault Secrets User role).",
                 status=403,
             ) from None
+        if isinstance(exc, ClientAuthenticationError):
+            raise AuthenticationError(f"Could not authenticate to read {what}: {_first_line(exc)}") from None
         raise ServiceError(f"Key Vault answered HTTP {exc.status_code} reading {what}.", status=exc.status_code) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise ServiceError(f"Key Vault is unreachable reading {what}: {_first_line(exc)}") from None

@@ -134,26 +134,6 @@ class TenantSettings:
         """``client_secret`` or ``certificate``: which credential is set (never its value)."""
         return "client_secret" if self.client_secret else "certificate"
 
-    def replace(self, **changes) -> TenantSettings:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_mapping(cls, values: dict, *, source: str = "settings") -> TenantSettings:
-        """Build from a mapping with user-facing keys (``TenantId``, ``tenant_id``...). Unknown keys are refused."""
-        kwargs: dict = {}
-        for key, value in values.items():
-            name = key if key in _KWARG_ONLY else canonical_key(key)
-            if name is None:
-                raise ConfigurationError(
-                    f"Unknown key {key!r} in {source}. Known keys: {', '.join(sorted(set(_FIELD_ALIASES.values())))}."
-                )
-            kwargs[name] = value
-        return cls(**kwargs)
-
-
-_KWARG_ONLY = {"rate_limits", "name"}
-
 
 def parse_connection_string(text: str) -> dict[str, str]:
     """Parse ``key='value'; key=value;`` into a dict of settings fields.

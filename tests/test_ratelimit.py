@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from connector.ratelimit import RateLimiter, limiter_for
 
@@ -43,7 +44,7 @@ def test_threads_never_exceed_the_window():
         for _ in range(5):
             limiter.acquire()
             with lock:
-                times.append(__import__("time").monotonic())
+                times.append(time.monotonic())
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
