@@ -5,15 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote_plus
 
+from .context import Context
 from .envelopes import entra_error
 from .identity import resource_of_scope
 from .messages import Response, json_response
-
-if TYPE_CHECKING:
-    from .routing import Context
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # MSAL may add these to any request; Entra ignores them for client credentials.
@@ -33,7 +30,7 @@ def _tenant_not_found(ctx: Context, error: str) -> Response:
 
 def openid_configuration(ctx: Context) -> Response:
     """``GET /{tenant}/v2.0/.well-known/openid-configuration`` (MSAL fetches it before the token POST)."""
-    if ctx.emu.directory.tenant(ctx.params["tenant"]) is None:
+    if ctx.state.directory.tenant(ctx.params["tenant"]) is None:
         return _tenant_not_found(ctx, "invalid_tenant")
     tenant = ctx.params["tenant"]
     root = f"{ctx.req.base_url}/{tenant}"
@@ -91,7 +88,7 @@ def token(ctx: Context) -> Response:
     if req.method != "POST":
         return entra_error(400, "invalid_request", 900561,
                            f"The endpoint only accepts POST, OPTIONS requests. Received a {req.method} request.", req)
-    tenant = ctx.emu.directory.tenant(ctx.params["tenant"])
+    tenant = ctx.state.directory.tenant(ctx.params["tenant"])
     if tenant is None:
         return _tenant_not_found(ctx, "invalid_request")
     form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -114,7 +111,7 @@ def token(ctx: Context) -> Response:
                            f"The app requested an unsupported grant type '{grant_type}'.", req)
     if not client_id:
         return missing("client_id")
-    app = ctx.emu.directory.app(tenant.tenant_id, client_id)
+    app = ctx.state.directory.app(tenant.tenant_id, client_id)
     if app is None:
         return entra_error(
             400, "unauthorized_client", 700016,
@@ -150,8 +147,8 @@ def token(ctx: Context) -> Response:
             "The provided value for the input parameter 'scope' is not valid. "
             f"The scope {raw_scope} is not valid.", req)
 
-    lifetime = int(ctx.emu.token_lifetime)
-    access_token = ctx.emu.tokens.issue(app, resource, lifetime, issuer=f"{req.base_url}/{app.tenant_id}/")
+    lifetime = int(ctx.state.token_lifetime)
+    access_token = ctx.state.tokens.issue(app, resource, lifetime, issuer=f"{req.base_url}/{app.tenant_id}/")
     return json_response(
         200,
         {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},

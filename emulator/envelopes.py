@@ -105,3 +105,32 @@ def entra_error_for_status(status: int, req: Request | None, message: str | None
     if status == 401:
         return entra_error(status, "invalid_client", 7000215, message or "Invalid client secret provided.", req)
     return entra_error(status, "invalid_request", 900144, message or "The request is invalid.", req)
+
+
+# ---------------------------------------------------------------- Key Vault specifics
+
+VAULT_RESOURCE = "https://vault.azure.net"
+VAULT_NAME = "defender-soar-emulator"
+
+
+def keyvault_headers() -> list[tuple[str, str]]:
+    """The diagnostic headers every Key Vault answer carries."""
+    return [("x-ms-request-id", str(uuid.uuid4())), ("x-ms-keyvault-region", "westeurope"),
+            ("x-ms-keyvault-service-version", "1.9.2102.1")]
+
+
+def keyvault_challenge(base_url: str, tenant_id: str) -> str:
+    """The bearer challenge a vault sends with every 401: where to sign in, and for which resource."""
+    return f'Bearer authorization="{base_url}/{tenant_id}", resource="{VAULT_RESOURCE}"'
+
+
+def keyvault_forbidden(req: Request, identity: str) -> Response:
+    """403 for a token without secrets/get permission, in Key Vault's envelope (``identity`` names the caller)."""
+    body = {"error": {
+        "code": "Forbidden",
+        "message": f"The user, group or application '{identity}' does not have secrets get permission on key "
+                   f"vault '{VAULT_NAME};location=westeurope'. For help resolving this issue, please see "
+                   "https://go.microsoft.com/fwlink/?linkid=2125287",
+        "innererror": {"code": "AccessDenied"},
+    }}
+    return json_response(403, body, keyvault_headers())

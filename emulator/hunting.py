@@ -16,14 +16,11 @@ import random
 import re
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import kql
+from .context import Context
 from .envelopes import api_error
 from .messages import Response, dumps
-
-if TYPE_CHECKING:
-    from .routing import Context
 
 TICKS = 10_000_000
 RETENTION = dt.timedelta(days=30)
@@ -188,5 +185,5 @@ def run(ctx: Context) -> Response:
     except kql.KqlError as err:
         return _bad_request(ctx, str(err))
     key = (plan.cache_key, window)
-    result = ctx.emu.results.get_or_build(key, lambda: _build(plan, window))
+    result = ctx.state.results.get_or_build(key, lambda: _build(plan, window))
     return _shape(ctx.family, result, ctx.req.base_url, zlib.crc32(repr(key).encode()))

@@ -8,29 +8,11 @@ their routes with :meth:`Router.add`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from .envelopes import api_error
-from .identity import TokenInfo
+from .context import Context, Handler
+from .envelopes import api_error, keyvault_challenge, keyvault_forbidden
 from .messages import Request, Response
-
-if TYPE_CHECKING:
-    from .service import Emulator
-
-Handler = Callable[["Context"], Response]
-
-
-@dataclass
-class Context:
-    """Everything a handler gets: the emulator, the request, path parameters and the caller's token."""
-
-    emu: Emulator
-    req: Request
-    params: dict[str, str]
-    family: str
-    principal: TokenInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -125,18 +107,17 @@ def unauthorized(ctx: Context, reason: str) -> Response:
     message = texts.get(ctx.family, texts["mde"])
     headers: list[tuple[str, str]] = []
     if ctx.family == "keyvault":
-        from .keyvault import challenge_header  # local: keyvault imports this module's types
-
-        headers.append(("WWW-Authenticate", challenge_header(ctx.emu, ctx.req.base_url)))
+        headers.append(("WWW-Authenticate", keyvault_challenge(ctx.req.base_url, ctx.state.tenant_id)))
     return api_error(ctx.family, 401, message, ctx.req, headers=headers)
 
 
 def forbidden(ctx: Context, roles: tuple[str, ...]) -> Response:
     """403 naming the missing application permission."""
     if ctx.family == "keyvault":
-        from .keyvault import forbidden as keyvault_forbidden
-
-        return keyvault_forbidden(ctx)
+        who = ctx.principal
+        identity = (f"appid={who.client_id};oid={who.object_id};iss={ctx.req.base_url}/{who.tenant_id}/"
+                    if who else "unknown")
+        return keyvault_forbidden(ctx.req, identity)
     return api_error(ctx.family, 403, f"Missing application permission {' or '.join(roles)}", ctx.req,
                      code="Forbidden")
 
@@ -156,20 +137,20 @@ def gate(ctx: Context, route: Route) -> Response | None:
     token = bearer_token(ctx.req)
     if token is None:
         return unauthorized(ctx, "missing")
-    info = ctx.emu.tokens.lookup(token)
+    info = ctx.state.tokens.lookup(token)
     if info is None:
         return unauthorized(ctx, "invalid")
     if info.expired:
         return unauthorized(ctx, "expired")
     if info.family not in (route.audiences or {route.family}):
         return unauthorized(ctx, "audience")
-    if ctx.family == "keyvault" and info.tenant_id.lower() != ctx.emu.tenant_id.lower():
+    if ctx.family == "keyvault" and info.tenant_id.lower() != ctx.state.tenant_id.lower():
         return unauthorized(ctx, "issuer")
     ctx.principal = info
     if route.roles and not info.roles.intersection(route.roles):
         return forbidden(ctx, route.roles)
-    if route.quota and ctx.emu.enforce_quotas:
-        retry_after = ctx.emu.quotas.hit((info.tenant_id.lower(), route.family, route.quota))
+    if route.quota and ctx.state.enforce_quotas:
+        retry_after = ctx.state.quotas.hit((info.tenant_id.lower(), route.family, route.quota))
         if retry_after is not None:
             seconds, limit, window = retry_after
             return api_error(

@@ -16,15 +16,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .context import Context
 from .envelopes import api_error
 from .faults import Fault
 from .kql import RESULT_TOO_LARGE
 from .messages import JSON_TYPE, Request, Response
 from .requestlog import RequestRecord
-from .routing import Context, Route, family_of_path, gate, unauthorized
+from .routing import Route, Router, family_of_path, gate, unauthorized
 
 if TYPE_CHECKING:
-    from .service import Emulator
+    from .state import State
 
 log = logging.getLogger("emulator")
 
@@ -47,14 +48,15 @@ def _cpu_quota_message(seconds: int) -> str:
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
-    """A threading HTTPS server bound to loopback that knows its emulator and its open connections."""
+    """A threading HTTPS server bound to loopback: the state it serves, its routes and its open connections."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, emu: Emulator, port: int, context: ssl.SSLContext) -> None:
-        self.emu = emu
+    def __init__(self, state: State, router: Router, port: int, context: ssl.SSLContext) -> None:
+        self.state = state
+        self.router = router
         self.ssl_context = context
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
@@ -75,6 +77,11 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         """Log connection-level errors at debug level only."""
         # Clients that time out, reset or fail the handshake are part of the job, not errors.
         log.debug("connection error from %s", client_address, exc_info=True)
+
+    @property
+    def base_url(self) -> str:
+        """``https://127.0.0.1:PORT`` of this server (what its own links and @odata.context point at)."""
+        return f"https://{HOST}:{self.server_address[1]}"
 
     def track(self, conn: socket.socket, add: bool = True) -> None:
         """Remember open connections so that stop() can close idle keep-alive ones."""
@@ -138,25 +145,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _request(self) -> Request:
         url = urlsplit(self.path)
-        emu = self.server.emu
         return Request(
             method=self.command,
             path=unquote(url.path) or "/",
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
-            base_url=emu.base_url,
+            base_url=self.server.base_url,
         )
 
     # ------------------------------------------------------------ answering
 
     def _serve(self) -> None:
-        emu = self.server.emu
+        state = self.server.state
         req = self._request()
-        route, params, other_method = emu.router.match(req.method, req.path)
+        route, params, other_method = self.server.router.match(req.method, req.path)
         family = route.family if route else family_of_path(req.path)
-        ctx = Context(emu, req, params, family)
-        fault = emu.faults.take(req.method, req.path, family)
+        ctx = Context(state, req, params, family)
+        fault = state.faults.take(req.method, req.path, family)
 
         if fault is not None and fault.kind == "drop":
             self._record(req, 0, fault)
@@ -172,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None and fault.kind == "slow":
             # Waits on the stop event, so stopping the emulator never waits for a slow fault.
-            if emu.stop_event.wait(fault.delay):
+            if state.stop_event.wait(fault.delay):
                 self._drop(reset=False)
                 return
         if fault is not None and fault.kind == "truncated":
@@ -229,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "authorization" in headers:
             scheme = headers["authorization"].split(" ", 1)[0]
             headers["authorization"] = f"{scheme} <redacted>"
-        self.server.emu.requests.append(RequestRecord(
+        self.server.state.requests.append(RequestRecord(
             req.method, req.path, req.query, headers, req.body, status, fault.kind if fault else None))
 
     # ------------------------------------------------------------ writing

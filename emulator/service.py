@@ -1,31 +1,22 @@
-"""The :class:`Emulator`: state (tenants, tokens, secrets, faults, request log, quotas) and lifecycle."""
+"""The :class:`Emulator`: the state (:mod:`emulator.state`) plus the route table, the HTTPS server and its lifecycle."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import threading
-import uuid
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-from .faults import FaultSet
-from .hunting import result_size
-from .identity import App, Directory, TokenRegistry
-from .keyvault import SecretStore
-from .quotas import QuotaTracker
-from .requestlog import RequestLog
-from .resultcache import ResultCache
 from .routes import build_router
 from .server import HOST, EmulatorHTTPServer
+from .state import DEFAULT_SECRET_NAME, State
 from .tls import server_context, write_tls_files
 
-#: Key Vault secret seeded with the default app's client secret (handy for Key Vault-backed demos).
-DEFAULT_SECRET_NAME = "defender-client-secret"
+__all__ = ["DEFAULT_SECRET_NAME", "Emulator"]
 
 
-class Emulator:
+class Emulator(State):
     """A local Microsoft Defender + Entra ID + Key Vault emulator over HTTPS on 127.0.0.1.
 
     Use as a context manager (or ``start()``/``stop()``)::
@@ -40,26 +31,10 @@ class Emulator:
     def __init__(self, port: int = 0, state_dir: str | Path | None = None, enforce_quotas: bool = True, *,
                  tenant_id: str | None = None, client_id: str | None = None,
                  client_secret: str | None = None) -> None:
+        super().__init__(enforce_quotas, tenant_id=tenant_id, client_id=client_id, client_secret=client_secret)
         self.port = port
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.enforce_quotas = enforce_quotas
-        self.token_lifetime = 3599
-        self.directory = Directory()
-        self.tokens = TokenRegistry()
-        self.faults = FaultSet()
-        self.requests = RequestLog()
-        self.quotas = QuotaTracker()
-        self.secrets = SecretStore()
-        self.results = ResultCache(result_size)
         self.router = build_router()
-        self.stop_event = threading.Event()
-
-        self.tenant_id = tenant_id or str(uuid.uuid4())
-        self.directory.add_tenant(self.tenant_id)
-        app = self.directory.add_app(self.tenant_id, client_id or str(uuid.uuid4()), client_secret)
-        self.client_id: str = app.client_id
-        self.client_secret: str = app.client_secret or ""
-        self.secrets.add(DEFAULT_SECRET_NAME, self.client_secret)
 
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -78,7 +53,7 @@ class Emulator:
         files = write_tls_files(directory)
         self._ca_bundle = files.ca_bundle
         self.stop_event.clear()
-        self._server = EmulatorHTTPServer(self, self.port, server_context(files))
+        self._server = EmulatorHTTPServer(self, self.router, self.port, server_context(files))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"emulator-{self.port}", daemon=True)
@@ -121,28 +96,3 @@ class Emulator:
         if self._ca_bundle is None:
             raise RuntimeError("the emulator is not started")
         return str(self._ca_bundle)
-
-    # ------------------------------------------------------------ scripting
-
-    def add_tenant(self, tenant_id: str) -> None:
-        """Register another tenant (GUID or domain name)."""
-        self.directory.add_tenant(tenant_id)
-
-    def add_app(self, tenant_id: str, client_id: str, client_secret: str | None = None, certificate: bool = False,
-                roles: Iterable[str] | None = None) -> App:
-        """Register an app in a tenant; ``roles=None`` grants every role. Returns it (``.client_secret``)."""
-        return self.directory.add_app(tenant_id, client_id, client_secret, certificate, roles)
-
-    def add_secret(self, name: str, value: str, version: str | None = None) -> str:
-        """Store a Key Vault secret version (current from now on); returns the version id."""
-        return self.secrets.add(name, value, version)
-
-    def expire_tokens(self) -> None:
-        """Every token issued so far is expired from now on (the next API call with one gets 401)."""
-        self.tokens.expire_all()
-
-    def reset(self) -> None:
-        """Clear faults, the request log and quota counters."""
-        self.faults.clear()
-        self.requests.clear()
-        self.quotas.reset()
