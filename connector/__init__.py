@@ -21,9 +21,14 @@ from .errors import (
     ThrottledError,
 )
 from .msticpyconfig import read_config
-from .settings import RateLimits, TenantSettings, canonical_key, parse_connection_string
-
-_CREDENTIAL_FIELDS = ("client_secret", "certificate")
+from .settings import (
+    CREDENTIAL_FIELDS,
+    SETTING_FIELDS,
+    RateLimits,
+    TenantSettings,
+    parse_connection_string,
+    resolve_key,
+)
 
 
 def connect(
@@ -37,14 +42,18 @@ def connect(
     """Connect to a Defender tenant the ways MSTICPy does, and return a :class:`DefenderClient`.
 
     - ``connect(tenant_id=..., client_id=..., client_secret=...)``: keyword arguments;
+    - ``connect(tenant_id=..., client_id=..., credential=ManagedIdentityCredential())``: any
+      azure-identity ``TokenCredential`` instead of a secret or certificate;
     - ``connect("tenant_id='...'; client_id='...'; client_secret='...'")``: a connection string;
     - ``connect(instance="Tenant2")``: ``MicrosoftDefender-Tenant2`` in msticpyconfig.yaml;
     - ``connect()``: the ``MicrosoftDefender`` section.
 
-    Other keyword arguments: ``certificate``, ``private_key``, ``certificate_passphrase``,
-    ``api`` ("graph" default, "mde"/"mdatp", "m365d"), ``cloud`` ("global", "gcc", "gcc-high",
-    "dod"), ``authority_host``, ``api_root``, ``ca_bundle``, ``timeout``, ``rate_limits``. They
-    override the connection string or the file. ``keyvault_credential`` is the azure-identity
+    Other keyword arguments are the settings of :data:`connector.settings.SETTING_FIELDS`:
+    ``certificate``, ``private_key``, ``certificate_passphrase``, ``hunting_api`` (also ``api`` /
+    ``ApiType``: "graph" default, "mde"/"mdatp", "m365d"), ``cloud`` ("global", "gcc", "gcc-high",
+    "dod"), ``authority_host``, ``api_root``, ``graph_root``, ``mde_root``, ``m365d_root``,
+    ``ca_bundle``, ``timeout``, ``rate_limits``. They override the connection string or the file; a
+    credential passed in replaces the file's. ``keyvault_credential`` is the azure-identity
     credential used for ``{KeyVault: ...}`` secrets in the file (default: DefaultAzureCredential).
     """
     return DefenderClient(
@@ -65,27 +74,33 @@ def resolve_settings(
     """The :class:`TenantSettings` that :func:`connect` would use (same arguments)."""
     overrides = {}
     for key, value in kwargs.items():
-        name = key if key in ("rate_limits", "name") else canonical_key(key)
-        if name is None:
-            raise ConfigurationError(f"Unknown setting {key!r} passed to connect().")
+        name = "name" if key == "name" else resolve_key(key, "the arguments of connect()")
         if value is not None:
+            if name in overrides:
+                raise ConfigurationError(f"{name} is given twice in the arguments of connect(); give it once.")
             overrides[name] = value
     if connection_str is not None:
-        values = parse_connection_string(connection_str)
+        values: dict = parse_connection_string(connection_str)
+        missing = [f.name for f in SETTING_FIELDS if f.required and not (values.get(f.name) or overrides.get(f.name))]
+        if missing:
+            raise ConfigurationError(
+                f"The connection string has no {' and no '.join(missing)}. Expected: tenant_id='...'; "
+                "client_id='...'; client_secret='...'"
+            )
     elif instance is None and config_path is None and _complete(overrides):
         values = {}
     else:
         section = read_config(config_path).instance(instance)
         values = section.resolve(keyvault_credential, ca_bundle=overrides.get("ca_bundle"))
-    if any(overrides.get(f) for f in _CREDENTIAL_FIELDS):
-        for f in (*_CREDENTIAL_FIELDS, "private_key", "certificate_passphrase"):
+    if any(overrides.get(f) for f in CREDENTIAL_FIELDS):
+        for f in (*CREDENTIAL_FIELDS, "private_key", "certificate_passphrase"):
             values.pop(f, None)  # a credential passed in replaces the file's, it does not add to it
     values.update(overrides)
     return TenantSettings(**values)
 
 
 def _complete(values: dict) -> bool:
-    return bool(values.get("tenant_id") and values.get("client_id") and any(values.get(f) for f in _CREDENTIAL_FIELDS))
+    return bool(values.get("tenant_id") and values.get("client_id") and any(values.get(f) for f in CREDENTIAL_FIELDS))
 
 
 __all__ = [

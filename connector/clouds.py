@@ -1,4 +1,9 @@
-"""Clouds and APIs: which login host, API host and token scope each combination uses.
+"""Clouds and resources: which login host, API host and token scope each combination uses.
+
+A tenant's client reaches three resources, each with its own host per cloud, token scope and
+rate limiter: ``graph`` (Microsoft Graph security: alerts_v2, incidents, runHuntingQuery), ``mde``
+(the Defender for Endpoint API: machines, files, IPs, users, machine actions, indicators, legacy
+hunting) and ``m365d`` (the legacy Microsoft 365 Defender hunting API).
 
 Sources: Microsoft's Defender government-cloud pages (defender-endpoint/gov.md, defender-xdr/usgov.md)
 and Graph national-cloud deployments; see ``reference/defender-api.md`` §1.5. China (21Vianet) is
@@ -12,7 +17,10 @@ from dataclasses import dataclass
 from .errors import ConfigurationError
 
 GRAPH, MDE, M365D = "graph", "mde", "m365d"
-APIS = (GRAPH, MDE, M365D)
+#: Every resource a client may call; also the hunting APIs (each resource has one hunting endpoint).
+RESOURCES = (GRAPH, MDE, M365D)
+#: The hunting APIs (``hunting_api``): the same names as the resources that serve them.
+APIS = RESOURCES
 CLOUDS = ("global", "gcc", "gcc-high", "dod")
 
 _API_ALIASES = {
@@ -30,7 +38,7 @@ _CLOUD_ALIASES = {
 _LOGIN_COM = "https://login.microsoftonline.com"
 _LOGIN_US = "https://login.microsoftonline.us"
 
-# cloud -> (login host, {api: resource host})
+# cloud -> (login host, {resource: host})
 _ENDPOINTS: dict[str, tuple[str, dict[str, str]]] = {
     "global": (_LOGIN_COM, {
         GRAPH: "https://graph.microsoft.com",
@@ -67,13 +75,17 @@ def _key(value: str) -> str:
 
 
 def normalize_api(value: str | None) -> str:
-    """Map an API name or alias (Graph, MDE, MDATP, M365D, XDR; any case) to graph, mde or m365d."""
+    """Map an API name or alias (Graph, MDE, MDATP, M365D, XDR; any case) to graph, mde or m365d.
+
+    The message of an unknown name does not quote it: a mis-split connection string can put a
+    secret into any value.
+    """
     if value is None or not str(value).strip():
         return GRAPH
-    api = _API_ALIASES.get(_key(str(value)))
+    api = _API_ALIASES.get(_key(str(value))) if isinstance(value, str) else None
     if api is None:
         raise ConfigurationError(
-            f"Unknown API {value!r}. Use one of: graph (default, Microsoft Graph runHuntingQuery), "
+            "Unknown API (hunting_api). Use one of: graph (default, Microsoft Graph runHuntingQuery), "
             "mde (alias MDATP, legacy advancedqueries/run), m365d (alias XDR, legacy advancedhunting/run)."
         )
     return api
@@ -83,7 +95,7 @@ def normalize_cloud(value: str | None) -> str:
     """Map a cloud name or alias (global, gcc, gcc-high, dod; any case) to its canonical name."""
     if value is None or not str(value).strip():
         return "global"
-    key = _key(str(value))
+    key = _key(value) if isinstance(value, str) else ""
     if key in ("cn", "china", "azurechinacloud"):
         raise ConfigurationError(
             "Cloud 'china' is not supported: Microsoft Defender hunting and the Graph security APIs are "
@@ -91,8 +103,20 @@ def normalize_cloud(value: str | None) -> str:
         )
     cloud = _CLOUD_ALIASES.get(key)
     if cloud is None:
-        raise ConfigurationError(f"Unknown cloud {value!r}. Use one of: {', '.join(CLOUDS)}.")
+        raise ConfigurationError(f"Unknown cloud. Use one of: {', '.join(CLOUDS)}.")
     return cloud
+
+
+def resource_host(resource: str, cloud: str) -> str:
+    """The Microsoft host (``https://...``) of a resource in a cloud; also the token's resource."""
+    if resource not in RESOURCES:
+        raise ConfigurationError(f"Unknown resource; the resources are: {', '.join(RESOURCES)}.")
+    return _ENDPOINTS[cloud][1][resource]
+
+
+def login_host(cloud: str) -> str:
+    """The Entra ID sign-in host of a cloud."""
+    return _ENDPOINTS[cloud][0]
 
 
 @dataclass(frozen=True)
@@ -110,11 +134,10 @@ class Endpoints:
 
 
 def endpoints(api: str, cloud: str, *, authority_host: str | None = None, api_root: str | None = None) -> Endpoints:
-    """Endpoints for an API in a cloud. Overrides change where requests go, never the token's resource."""
-    login, hosts = _ENDPOINTS[cloud]
-    resource = hosts[api]
+    """Endpoints for a resource (``api``) in a cloud. Overrides change where requests go, never the token's resource."""
+    resource = resource_host(api, cloud)
     return Endpoints(
-        authority_host=(authority_host or login).rstrip("/"),
+        authority_host=(authority_host or login_host(cloud)).rstrip("/"),
         resource=resource,
         api_root=(api_root or resource).rstrip("/"),
     )

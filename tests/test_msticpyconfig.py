@@ -87,7 +87,7 @@ def test_named_instances_keys_case_insensitive_and_cloud_honoured(config_file):
         "tenant_id": "33333333-3333-4333-8333-333333333333",
         "client_id": "44444444-4444-4444-8444-444444444444",
         "cloud": "GCC-High",
-        "api": "MDE",
+        "hunting_api": "MDE",
     }
     # MSTICPy's default Key Vault secret name is the setting's path with '-' for punctuation.
     assert t2.secrets["client_secret"] == KeyVaultSecret(

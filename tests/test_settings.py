@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
-from connector import ConfigurationError, TenantSettings, resolve_settings
+from connector import ConfigurationError, TenantSettings, clouds, connect, resolve_settings
 from connector.clouds import endpoints
-from connector.settings import parse_connection_string
+from connector.settings import KINDS, SECRET_FIELDS, SETTING_FIELDS, canonical_key, parse_connection_string
 
 from .conftest import CANARY
 
@@ -61,9 +63,9 @@ def test_missing_ids_are_named(missing):
 
 
 def test_exactly_one_credential():
-    with pytest.raises(ConfigurationError, match="No credential"):
+    with pytest.raises(ConfigurationError, match="no credential is given"):
         TenantSettings(tenant_id=TID, client_id=CID)
-    with pytest.raises(ConfigurationError, match="Both client_secret and certificate"):
+    with pytest.raises(ConfigurationError, match="client_secret and certificate are set"):
         TenantSettings(tenant_id=TID, client_id=CID, client_secret="s", certificate="-----BEGIN CERTIFICATE-----")
 
 
@@ -128,7 +130,7 @@ def test_repr_and_errors_never_show_the_secret():
 def test_kwargs_override_connection_string_and_unknown_kwarg_refused():
     s = resolve_settings(f"tenant_id={TID}; client_id={CID}; client_secret=a", api="mde")
     assert s.api == "mde" and s.client_secret == "a"
-    with pytest.raises(ConfigurationError, match="Unknown setting 'colour'"):
+    with pytest.raises(ConfigurationError, match="Unknown key 'colour'"):
         resolve_settings(tenant_id=TID, client_id=CID, client_secret="a", colour="red")
 
 
@@ -141,3 +143,90 @@ def test_kwargs_alone_need_no_config_file(tmp_path):
 def test_incomplete_kwargs_without_config_say_where_they_looked():
     with pytest.raises(ConfigurationError, match="msticpyconfig.yaml not found"):
         resolve_settings(tenant_id=TID)
+
+
+class _Credential:
+    """A TokenCredential as azure-core defines it: an object with get_token(*scopes)."""
+
+    def get_token(self, *scopes, **kwargs):  # pragma: no cover - never called here
+        raise AssertionError("settings must not fetch tokens")
+
+
+@pytest.mark.parametrize("key", ["hunting_api", "api", "ApiType", "apiType", "API_TYPE"])
+def test_hunting_api_spellings(key):
+    s = TenantSettings(tenant_id=TID, client_id=CID, client_secret="s", **{key: "MDATP"})
+    assert s.hunting_api == "mde" and s.api == "mde"
+    assert resolve_settings(f"tenant_id={TID}; client_id={CID}; client_secret=s; {key}=xdr").hunting_api == "m365d"
+    assert resolve_settings(tenant_id=TID, client_id=CID, client_secret="s", **{key: "Graph"}).hunting_api == "graph"
+
+
+def test_hunting_api_given_twice_is_refused():
+    with pytest.raises(ConfigurationError, match="hunting_api is given twice"):
+        TenantSettings(tenant_id=TID, client_id=CID, client_secret="s", hunting_api="mde", api="graph")
+
+
+def test_endpoints_for_each_resource_with_overrides():
+    s = TenantSettings(tenant_id=TID, client_id=CID, client_secret="s", cloud="gcc-high",
+                       api_root="https://proxy.contoso.com/", mde_root="https://127.0.0.1:9443")
+    graph, mde, m365d = (s.endpoints_for(r) for r in clouds.RESOURCES)
+    assert (graph.api_root, graph.scope) == ("https://proxy.contoso.com", "https://graph.microsoft.us/.default")
+    assert (mde.api_root, mde.scope) == ("https://127.0.0.1:9443", "https://api-gov.securitycenter.microsoft.us/.default")
+    assert m365d.api_root == "https://proxy.contoso.com"
+    assert {e.authority_host for e in (graph, mde, m365d)} == {"https://login.microsoftonline.us"}
+    assert s.endpoints == graph  # hunting_api defaults to graph
+    plain = TenantSettings(tenant_id=TID, client_id=CID, client_secret="s")
+    assert plain.endpoints_for("mde").api_root == "https://api.securitycenter.microsoft.com"
+    with pytest.raises(ConfigurationError, match="graph, mde, m365d"):
+        plain.endpoints_for("sentinel")
+
+
+def test_credential_object_is_a_third_way_and_never_shown():
+    cred = _Credential()
+    s = TenantSettings(tenant_id=TID, client_id=CID, credential=cred)
+    assert s.credential is cred and s.credential_kind == "credential"
+    assert "_Credential" not in repr(s)
+    assert TenantSettings(tenant_id=TID, client_id=CID, client_secret="x").credential_kind == "client_secret"
+    with pytest.raises(ConfigurationError, match="client_secret and credential are set"):
+        TenantSettings(tenant_id=TID, client_id=CID, client_secret="x", credential=cred)
+    with pytest.raises(ConfigurationError, match="TokenCredential object"):
+        TenantSettings(tenant_id=TID, client_id=CID, credential=CANARY)
+    with pytest.raises(ConfigurationError, match="credential cannot be given in the connection string"):
+        parse_connection_string(f"tenant_id={TID}; client_id={CID}; credential=cli")
+
+
+def test_connect_with_a_credential_makes_no_network_call():
+    # The loopback guard (conftest) fails any lookup: building the client must not sign in.
+    with connect(tenant_id=TID, client_id=CID, credential=_Credential()) as client:
+        assert client.settings.credential_kind == "credential"
+
+
+def test_credential_passed_in_replaces_the_connection_strings_secret():
+    s = resolve_settings(f"tenant_id={TID}; client_id={CID}; client_secret={CANARY}", credential=_Credential())
+    assert s.client_secret is None and s.credential_kind == "credential"
+
+
+@pytest.mark.parametrize("key", ["UserName", "username", "user_name"])
+def test_delegated_username_says_what_to_use_instead(key):
+    for build in (
+        lambda: TenantSettings(tenant_id=TID, client_id=CID, client_secret="s", **{key: "me@contoso.com"}),
+        lambda: resolve_settings(tenant_id=TID, client_id=CID, **{key: "me@contoso.com"}),
+        lambda: parse_connection_string(f"tenant_id={TID}; client_id={CID}; {key}=me@contoso.com"),
+    ):
+        with pytest.raises(ConfigurationError, match="delegated sign-in.*not supported.*AzureCliCredential"):
+            build()
+
+
+def test_one_list_of_fields_drives_every_key():
+    names = [f.name for f in SETTING_FIELDS]
+    assert names[:2] == ["tenant_id", "client_id"] and len(names) == len(set(names))
+    for f in SETTING_FIELDS:
+        assert f.kind in KINDS and f.title and f.description
+        for key in f.keys:
+            assert canonical_key(key) == f.name
+        if f.kind == "choice":
+            assert f.default in f.choices
+    assert set(SECRET_FIELDS) == {"client_secret", "certificate", "private_key", "certificate_passphrase"}
+    # Every field that can be text is accepted by the connection string, by its own name.
+    text_fields = {f.name for f in SETTING_FIELDS if f.text}
+    init = set(inspect.signature(TenantSettings.__init__).parameters) - {"self", "aliases", "name"}
+    assert {f.name for f in SETTING_FIELDS} == init and text_fields < init
