@@ -23,8 +23,14 @@ def get_secret(
     *,
     credential=None,
     ca_bundle: str | None = None,
+    verify_challenge_resource: bool | None = None,
 ) -> str:
-    """The current (or given) version of a Key Vault secret's value."""
+    """The current (or given) version of a Key Vault secret's value.
+
+    ``verify_challenge_resource=False`` lets a vault that is not on a Key Vault domain (a proxy, the
+    emulator) name the token resource; callers should decide it from an explicit opt-in. ``None``
+    (the default) keeps the old rule: off for a loopback vault only.
+    """
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
@@ -42,7 +48,9 @@ def get_secret(
     options = {"connection_verify": ca_bundle} if ca_bundle else {}
     # A vault served from loopback (the emulator, a local proxy) cannot answer a challenge for the
     # vault.azure.net resource from a matching domain; everywhere else the check stays on.
-    client = SecretClient(vault_url, credential, verify_challenge_resource=not _is_loopback(vault_url), **options)
+    if verify_challenge_resource is None:
+        verify_challenge_resource = not _is_loopback(vault_url)
+    client = SecretClient(vault_url, credential, verify_challenge_resource=verify_challenge_resource, **options)
     try:
         with client:
             secret = client.get_secret(secret_name, version)
