@@ -45,10 +45,13 @@ class Router:
         self.routes.append(route)
         return route
 
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """(route, path params, path-known-for-another-method)."""
+    def match(self, method: str, path: str,
+              families: frozenset[str] | None = None) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, path-known-for-another-method), among the routes of ``families`` (None: all)."""
         other_method = False
         for route in self.routes:
+            if families is not None and route.family not in families:
+                continue
             m = route.pattern.fullmatch(path)
             if m is None:
                 continue

@@ -47,6 +47,10 @@ def _cpu_quota_message(seconds: int) -> str:
             f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}.")
 
 
+#: Dedicated host -> the route families it serves (the M365D/XDR ``/api/...`` paths live with MDE's).
+HOST_FAMILIES: dict[str, frozenset[str]] = {"graph": frozenset({"graph"}), "mde": frozenset({"mde", "xdr"})}
+
+
 class EmulatorHTTPServer(ThreadingHTTPServer):
     """A threading HTTPS server bound to loopback: the state it serves, its routes and its open connections."""
 
@@ -54,9 +58,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, state: State, router: Router, port: int, context: ssl.SSLContext) -> None:
+    def __init__(self, state: State, router: Router, port: int, context: ssl.SSLContext,
+                 family: str | None = None) -> None:
         self.state = state
         self.router = router
+        # A dedicated host (Graph or MDE) serves only its family's routes, like graph.microsoft.com and
+        # api.securitycenter.microsoft.com; None serves everything, as one proxy in front of all would.
+        self.family = family
+        self.families = HOST_FAMILIES[family] if family else None
         self.ssl_context = context
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
@@ -159,8 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         state = self.server.state
         req = self._request()
-        route, params, other_method = self.server.router.match(req.method, req.path)
+        server = self.server
+        route, params, other_method = server.router.match(req.method, req.path, server.families)
         family = route.family if route else family_of_path(req.path)
+        if route is None and server.families is not None and family not in server.families:
+            family = server.family or family  # a path for another host: this host answers, in its own envelope
         ctx = Context(state, req, params, family)
         fault = state.faults.take(req.method, req.path, family)
 
@@ -192,6 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
             if other_method:
                 return api_error(ctx.family, 405, f"The HTTP method '{req.method}' is not allowed for this resource.",
                                  req, code="MethodNotAllowed")
+            if self.server.families is not None and family_of_path(req.path) not in self.server.families:
+                segment = req.path.strip("/").split("/", 1)[0]
+                if ctx.family == "graph":
+                    return api_error("graph", 404, f"Resource not found for the segment '{segment}'.", req)
+                return api_error(ctx.family, 404, f"No HTTP resource was found that matches the request URI "
+                                                  f"'{req.base_url}{req.path}'.", req)
             if ctx.family == "graph":
                 segment = req.path.rstrip("/").rsplit("/", 1)[-1]
                 return api_error("graph", 400, f"Resource not found for the segment '{segment}'.", req)

@@ -24,53 +24,74 @@ class Emulator(State):
         with Emulator() as emu:
             emu.base_url, emu.ca_bundle, emu.tenant_id, emu.client_id, emu.client_secret
 
+    ``base_url`` serves everything (Entra ID, Key Vault and every API, as one proxy would); ``graph_url`` and
+    ``mde_url`` serve only their own resource's paths, so a call sent to the wrong one fails as it would
+    against Microsoft. Ports default to any free port (0).
+
     A default tenant and an app holding every role are seeded; ``token_lifetime`` (seconds) sets
     ``expires_in`` for tokens issued from then on; ``quotas.per_minute``/``per_hour`` tune hunting quotas.
     """
 
     def __init__(self, port: int = 0, state_dir: str | Path | None = None, enforce_quotas: bool = True, *,
                  tenant_id: str | None = None, client_id: str | None = None,
-                 client_secret: str | None = None) -> None:
+                 client_secret: str | None = None, graph_port: int = 0, mde_port: int = 0) -> None:
         super().__init__(enforce_quotas, tenant_id=tenant_id, client_id=client_id, client_secret=client_secret)
         self.port = port
+        self.graph_port = graph_port
+        self.mde_port = mde_port
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.router = build_router()
 
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._servers: list[EmulatorHTTPServer] = []
+        self._threads: list[threading.Thread] = []
         self._temp_dir: Path | None = None
         self._ca_bundle: Path | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> Emulator:
-        """Write the TLS files, bind 127.0.0.1:port and serve in a background thread."""
-        if self._server is not None:
+        """Write the TLS files, bind the three ports on 127.0.0.1 and serve each in a background thread."""
+        if self._servers:
             return self
         directory = self.state_dir
         if directory is None:
             self._temp_dir = directory = Path(tempfile.mkdtemp(prefix="defender-emulator-"))
         files = write_tls_files(directory)
         self._ca_bundle = files.ca_bundle
+        context = server_context(files)
         self.stop_event.clear()
-        self._server = EmulatorHTTPServer(self, self.router, self.port, server_context(files))
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"emulator-{self.port}", daemon=True)
-        self._thread.start()
+        try:
+            for family, port in ((None, self.port), ("graph", self.graph_port), ("mde", self.mde_port)):
+                self._servers.append(EmulatorHTTPServer(self, self.router, port, context, family))
+        except OSError:
+            self._close_servers()
+            raise
+        self.port, self.graph_port, self.mde_port = (s.server_address[1] for s in self._servers)
+        for server in self._servers:
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                      name=f"emulator-{server.server_address[1]}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
+
+    def _close_servers(self) -> None:
+        for server in self._servers:
+            server.server_close()
+        self._servers = []
 
     def stop(self) -> None:
         """Stop serving, close open connections and remove a temporary state directory."""
-        server, self._server = self._server, None
-        if server is None:
+        servers, self._servers = self._servers, []
+        if not servers:
             return
         self.stop_event.set()  # releases "slow" faults
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server in servers:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
         self.results.clear()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
@@ -89,6 +110,16 @@ class Emulator(State):
     def base_url(self) -> str:
         """``https://127.0.0.1:PORT`` (no trailing slash); also the Entra authority host and the vault URL."""
         return f"https://{HOST}:{self.port}"
+
+    @property
+    def graph_url(self) -> str:
+        """``https://127.0.0.1:GRAPH_PORT``: serves only Microsoft Graph paths (``/v1.0``, ``/beta``), as graph.microsoft.com."""
+        return f"https://{HOST}:{self.graph_port}"
+
+    @property
+    def mde_url(self) -> str:
+        """``https://127.0.0.1:MDE_PORT``: serves only the MDE / M365D ``/api/...`` paths, as api.security.microsoft.com."""
+        return f"https://{HOST}:{self.mde_port}"
 
     @property
     def ca_bundle(self) -> str:
