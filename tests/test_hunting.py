@@ -185,7 +185,7 @@ def test_transient_faults_are_retried_to_success(emu, emu_kwargs, fault):
         ({"kind": "malformed"}, ServiceError, "not valid JSON"),
         ({"kind": "truncated"}, ServiceError, "JSON"),
         ({"kind": "truncated", "full_length": True}, ServiceError, "cut off"),
-        ({"kind": "drop"}, ServiceError, "could not reach"),
+        ({"kind": "drop"}, ServiceError, "could not (reach|finish talking to)"),
         ({"kind": "status", "status": 429, "retry_after": "0"}, ThrottledError, "throttled"),
     ],
     ids=lambda v: v["kind"] if isinstance(v, dict) else "",
@@ -275,7 +275,7 @@ def test_client_calls_go_through_the_tenants_limiter(emu, emu_kwargs):
         assert limiter.would_wait() == 0
         client.run_hunting_query("AlertInfo | take 1")
     assert limiter.would_wait() > 50  # a third query in this minute would queue here, not hit a 429
-    other = limiter_for(("global", emu.tenant_id.lower(), "hunting"), [(2, 60.0), (100, 3600.0)])
+    other = limiter_for(("global", emu.tenant_id.lower(), "hunting"), [(10_000, 60.0), (100_000, 3600.0)])
     assert other is not limiter and other.would_wait() == 0
 
 
@@ -284,7 +284,7 @@ def test_unreachable_api_is_a_service_error(emu, emu_kwargs):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with client_for(emu_kwargs, api_root=f"https://127.0.0.1:{port}") as client, \
-            pytest.raises(ServiceError, match="could not reach"):
+            pytest.raises(ServiceError, match="could not (reach|finish talking to)"):
         client.run_hunting_query("AlertInfo | take 1")
 
 

@@ -9,8 +9,9 @@ import pytest
 import requests
 import responses
 
-from connector import (
+from connector.errors import (
     AuthenticationError,
+    BadRequestError,
     NotFoundError,
     PermissionDeniedError,
     QueryError,
@@ -32,7 +33,7 @@ class Tokens:
     def __init__(self):
         self.issued, self.forced = 0, 0
 
-    def __call__(self, force_refresh=False):
+    def __call__(self, force_refresh=False, rejected=None):
         self.forced += force_refresh
         if force_refresh or not self.issued:
             self.issued += 1
@@ -115,7 +116,7 @@ def test_retry_after_longer_than_we_wait_stops_at_once(transport, sleeps):
 @pytest.mark.parametrize(
     "status, body, error, fragment",
     [
-        (400, GRAPH_ERROR, QueryError, "A recognition error occurred"),
+        (400, GRAPH_ERROR, BadRequestError, "A recognition error occurred"),
         (403, {"error": {"code": "Forbidden", "message": "Missing role"}}, PermissionDeniedError, "ThreatHunting.Read.All"),
         (404, MDE_ERROR, NotFoundError, "Machine 123 was not found"),
     ],
@@ -132,7 +133,7 @@ def test_client_errors_are_never_retried(transport, status, body, error, fragmen
 def test_request_ids_are_carried(transport):
     responses.get(URL, status=400, json=GRAPH_ERROR)
     with pytest.raises(QueryError) as info:
-        call(transport)
+        call(transport, bad_request=QueryError)
     assert info.value.request_id == "rid-1" and info.value.code == "BadRequest"
 
 
@@ -163,7 +164,7 @@ def test_html_gateway_page_is_described_not_dumped(transport):
 @responses.activate
 def test_connection_errors_are_retried_then_reported(transport):
     responses.get(URL, body=requests.ConnectionError("reset by peer"))
-    with pytest.raises(ServiceError, match="could not reach https://api.test.example/api/things"):
+    with pytest.raises(ServiceError, match="could not finish talking to https://api.test.example/api/things"):
         call(transport)
     assert len(responses.calls) == 4
 
@@ -197,7 +198,8 @@ def test_parse_failures_are_retried_like_faults(transport):
 def test_every_call_has_a_timeout(transport):
     responses.get(URL, json={})
     call(transport)
-    assert responses.calls[0].request.req_kwargs["timeout"] == (5.0, 5.0)
+    connect, read = responses.calls[0].request.req_kwargs["timeout"]
+    assert 4.0 < connect <= 5.0 and 4.0 < read <= 5.0  # the call's deadline, not a per-read allowance
 
 
 def test_retry_after_parsing():
