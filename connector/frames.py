@@ -22,6 +22,17 @@ Anything Arrow refuses (a Boolean column sent as 0/1, numbers sent as strings, t
 the nanosecond range, duplicate keys...) moves that column to the tolerant per-value path instead;
 a value that fits no reading of its declared type leaves the column as the Python objects sent.
 
+**DateTime values outside pandas' nanosecond range** (before 1677-09-21 or after 2262-04-11, such
+as the FILETIME epoch 1601-01-01 that AD-derived columns use for "never"): the column stays
+``datetime64[ns, UTC]`` so every other row keeps its 100 ns precision, the out-of-range cell is
+``NaT``, and ``frame.attrs["out_of_range"]`` lists each such cell as
+``{"column": name, "row": position, "value": the string as sent}``. A warning is logged once per
+column. The key is absent when every value was in range.
+
+Works with pandas 2.2 and later as well as 3.x. The string dtype is the same on both:
+Arrow-backed strings whose missing value is NaN (pandas 3's default ``str``; pandas 2.2 calls it
+``StringDtype("pyarrow_numpy")``).
+
 Column dtypes:
 
 ========================================  ================================================
@@ -37,6 +48,7 @@ Boolean / Bool                            ``boolean`` (pandas masked)
 Double / Real / Decimal / Single / Float  ``float64`` (null is NaN)
 String / Guid / TimeSpan                  ``str``: pandas 3's default string dtype,
                                           ``StringDtype("pyarrow", na_value=nan)``
+                                          (:data:`STRING_DTYPE`; same storage on pandas 2.2)
 Dynamic / Object / anything unknown       ``object``: the values as ``json.loads`` gives them
 ========================================  ================================================
 """
@@ -60,7 +72,7 @@ import pyarrow.json as pa_json
 
 from connector.errors import ServiceError
 
-__all__ = ["hunting_frame"]
+__all__ = ["hunting_frame", "STRING_DTYPE", "OUT_OF_RANGE"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +109,18 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     _STRING: pa.string(),
 }
 
-STRING_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # == "str", pandas 3's default
+
+def _string_dtype() -> pd.StringDtype:
+    try:
+        return pd.StringDtype("pyarrow", na_value=np.nan)  # == "str", pandas 3's default (2.3+)
+    except TypeError:  # pandas 2.2: the same array type under its older name
+        return pd.StringDtype("pyarrow_numpy")
+
+
+#: The dtype of String / Guid / TimeSpan columns: Arrow-backed strings, missing values NaN.
+STRING_DTYPE = _string_dtype()
+#: ``frame.attrs`` key listing DateTime cells outside pandas' nanosecond range (set to NaT).
+OUT_OF_RANGE = "out_of_range"
 
 _PANDAS_TYPES: dict[pa.DataType, Any] = {
     pa.int64(): pd.Int64Dtype(),
@@ -517,13 +540,16 @@ def hunting_frame(body: bytes) -> tuple[pd.DataFrame, dict | None]:
     typed = _to_pandas(table) if table is not None else None
     del table
     data: dict[str, Any] = {}
+    out_of_range: list[dict[str, Any]] = []
     for name, kind in columns:
         if name in by_name:
-            data[name] = _convert(name, kind, by_name.pop(name), n)
+            data[name] = _convert(name, kind, by_name.pop(name), n, out_of_range)
         else:
             data[name] = typed[name]
     del typed
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+    if out_of_range:
+        frame.attrs[OUT_OF_RANGE] = out_of_range
     return frame, stats if isinstance(stats, dict) else None
 
 
@@ -540,10 +566,12 @@ class _Unfit(Exception):
     """A value that does not fit the column's declared type."""
 
 
-def _convert(name: str, kind: str, values: list[Any], n: int) -> Any:
+def _convert(name: str, kind: str, values: list[Any], n: int, out_of_range: list[dict[str, Any]]) -> Any:
     if kind == _OBJECT:
         return _objects(values, n)
     try:
+        if kind == _DATETIME:
+            return _to_datetime(values, n, name=name, out_of_range=out_of_range)
         return _CONVERTERS[kind](values, n)
     except (_Unfit, ValueError, TypeError, OverflowError, pa.ArrowException) as err:
         log.warning(
@@ -647,26 +675,57 @@ def _to_string(values: list[Any], n: int) -> Any:
     return pd.array(texts, dtype=STRING_DTYPE)
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+_NS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_NS_MAX = pd.Timestamp.max.tz_localize("UTC")
+_YEAR = re.compile(r"\s*(\d{4})-")
 
 
-def _to_datetime(values: list[Any], n: int) -> Any:
+def _to_datetime(values: list[Any], n: int, *, name: str = "", out_of_range: list | None = None) -> Any:
     for v in values:
         if v is not None and not isinstance(v, str):
             raise _Unfit(f"{v!r} is not a date and time")
     try:
-        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-        return parsed.as_unit("ns")
+        return pd.to_datetime(values, utc=True, format="ISO8601").as_unit("ns")
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
         pass
-    # Outside 1677-2262 nanoseconds cannot hold the value: keep the column a UTC datetime in
-    # microseconds (the 7th fractional digit of that column is dropped).
-    trimmed = [v if v is None else _FRACTION.sub(r"\1", v) for v in values]
-    return pd.to_datetime(trimmed, utc=True, format="ISO8601").as_unit("us")
+    # Some value lies outside 1677-2262. Nanoseconds cannot hold it; rather than coarsen the whole
+    # column, that cell becomes NaT and is listed (with the text sent) in frame.attrs.
+    kept = list(values)
+    found = []
+    for i, v in enumerate(values):
+        if v is not None and _outside_ns(v):
+            kept[i] = None
+            found.append({"column": name, "row": i, "value": v})
+    if not found:
+        raise _Unfit("a value is out of range")
+    log.warning(
+        "Hunting column %r has %d value(s) outside pandas' nanosecond range (1677-09-21..2262-04-11), "
+        "e.g. %r in row %d: set to NaT, listed in frame.attrs[%r]",
+        name, len(found), found[0]["value"][:40], found[0]["row"], OUT_OF_RANGE,
+    )
+    if out_of_range is not None:
+        out_of_range.extend(found)
+    return pd.to_datetime(kept, utc=True, format="ISO8601").as_unit("ns")
+
+
+def _outside_ns(text: str) -> bool:
+    """True for a valid date and time that nanoseconds cannot hold; _Unfit for no date at all."""
+    year = _YEAR.match(text)
+    if year and 1678 <= int(year.group(1)) <= 2261:
+        return False
+    try:
+        stamp = pd.Timestamp(text)
+    except pd.errors.OutOfBoundsDatetime:
+        return True
+    except ValueError:
+        raise _Unfit(f"{text[:40]!r} is not a date and time") from None
+    if stamp is pd.NaT:
+        return False
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return not _NS_MIN <= stamp <= _NS_MAX
 
 
 _CONVERTERS: dict[str, Callable[[list[Any], int], Any]] = {
-    _DATETIME: _to_datetime,
     _INT64: _to_int64,
     _INT32: _to_int32,
     _UINT64: _to_uint64,

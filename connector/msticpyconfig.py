@@ -8,7 +8,15 @@ A secret value is a string, ``{EnvironmentVar: NAME}`` or ``{KeyVault: ...}``; K
 use the file's ``KeyVault`` section (``VaultName``, ``Authority``) and MSTICPy's default secret name
 (the setting's path with non-alphanumerics as ``-``). ``VaultName`` may also be a full vault URL.
 
-The file is found from an explicit path, else ``$MSTICPYCONFIG``, else ``./msticpyconfig.yaml``.
+The file is found as MSTICPy finds it: an explicit path, else ``$MSTICPYCONFIG``, else
+``./msticpyconfig.yaml``, else ``~/.msticpy/msticpyconfig.yaml``.
+
+The file may come from someone else (a shared notebook folder, a ticket attachment), so it is read
+defensively: at most 1 MiB, nesting at most 50 levels deep, no alias (``*name``) to a mapping or
+list (the "billion laughs" expansion), no duplicate keys; each is a :class:`ConfigurationError`
+naming the file and line. ``UserName`` (MSTICPy's delegated sign-in) is refused with advice.
+Values are checked by :class:`connector.settings.TenantSettings` when a section is used, so one
+bad section does not stop the others from connecting.
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigurationError
-from .settings import canonical_key
+from .settings import FIELDS_BY_NAME, SECRET_FIELDS, resolve_key
 
 SECTION = "MicrosoftDefender"
+#: Largest msticpyconfig.yaml read, in bytes (MSTICPy's own full test config is ~10 KB).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Deepest nesting of mappings and lists accepted (MSTICPy's files nest 5 deep).
+MAX_CONFIG_DEPTH = 50
 _VAULT_SUFFIX = {"global": "vault.azure.net", "usgov": "vault.usgovcloudapi.net", "cn": "vault.azure.cn"}
 # Args MSTICPy knows that this connector does not use; tolerated so one file serves both tools.
-_IGNORED_ARGS = {"username", "location", "apiversion", "tokencachepath", "authtype"}
+_IGNORED_ARGS = {"location", "apiversion", "tokencachepath", "authtype"}
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,14 @@ class DefenderInstance:
 
     instance: str | None  # None for the default section
     section: str
-    settings: dict = field(default_factory=dict)  # TenantSettings fields with plain values
+    settings: dict = field(default_factory=dict)  # TenantSettings fields, plain values (inline PEM included)
     secrets: dict[str, SecretValue] = field(default_factory=dict, repr=False)  # field -> value or reference
+
+    def __repr__(self) -> str:
+        # An inline PEM certificate (with its private key) sits in settings: show only that it is there.
+        shown = {k: ("<redacted>" if k in SECRET_FIELDS else v) for k, v in self.settings.items()}
+        refs = {k: (type(v).__name__ if not isinstance(v, str) else "<redacted>") for k, v in self.secrets.items()}
+        return f"DefenderInstance(instance={self.instance!r}, section={self.section!r}, settings={shown!r}, secrets={refs!r})"
 
     def resolve(self, keyvault_credential=None, *, ca_bundle: str | None = None) -> dict:
         """Plain settings plus every secret resolved: ready for ``TenantSettings(**...)``.
@@ -114,34 +132,122 @@ class MsticpyConfig:
         return ", ".join("default" if k is None else k for k in self.instances)
 
 
+def config_candidates(path: str | os.PathLike | None = None) -> list[Path]:
+    """Where msticpyconfig.yaml is looked for, in order (MSTICPy's order)."""
+    if path:
+        return [Path(path)]
+    candidates = []
+    if os.environ.get("MSTICPYCONFIG"):
+        candidates.append(Path(os.environ["MSTICPYCONFIG"]).expanduser())
+    candidates.append(Path.cwd() / "msticpyconfig.yaml")
+    try:
+        candidates.append(Path.home() / ".msticpy" / "msticpyconfig.yaml")
+    except RuntimeError:  # no home directory (a service account without one)
+        pass
+    return candidates
+
+
 def find_config(path: str | os.PathLike | None = None) -> Path:
-    """Locate msticpyconfig.yaml: ``path``, else ``$MSTICPYCONFIG``, else ``./msticpyconfig.yaml``."""
-    candidates = [Path(path)] if path else []
-    if not path and os.environ.get("MSTICPYCONFIG"):
-        candidates.append(Path(os.environ["MSTICPYCONFIG"]))
-    if not path:
-        candidates.append(Path.cwd() / "msticpyconfig.yaml")
+    """Locate msticpyconfig.yaml: ``path``, else ``$MSTICPYCONFIG``, else ``./msticpyconfig.yaml``,
+    else ``~/.msticpy/msticpyconfig.yaml``."""
+    candidates = config_candidates(path)
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in candidates)
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a path too long or with a NUL is no file
+            continue
+    looked = ", ".join(str(c)[:300] for c in candidates)
     raise ConfigurationError(
         f"msticpyconfig.yaml not found (looked at: {looked}). Set MSTICPYCONFIG to its path, or pass "
         "tenant_id/client_id/client_secret, or a connection string."
     )
 
 
-def read_config(path: str | os.PathLike | None = None) -> MsticpyConfig:
-    """Read and validate the Defender sections of msticpyconfig.yaml (secrets are not resolved)."""
-    file = find_config(path)
+class _Refused(Exception):
+    """A construct the reader does not accept; carries the message and the node's line."""
+
+    def __init__(self, message: str, mark) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = mark.line + 1 if mark is not None else None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with limits: nesting depth, no aliases to collections, no duplicate keys.
+
+    The pure-Python loader, on purpose: the C loader composes the whole tree (aliases expanded)
+    before anything here could look at it.
+    """
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and not isinstance(target, yaml.ScalarNode):
+                raise _Refused(
+                    "an alias (*name) repeats a whole mapping or list; aliases are accepted only for single values",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _Refused(f"it nests deeper than {MAX_CONFIG_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen and key_node.tag != "tag:yaml.org,2002:merge":
+                    raise _Refused("a key appears twice in the same mapping", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(file: Path) -> object:
+    """The YAML document in ``file``, read within the limits above; ConfigurationError otherwise."""
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read {file}: {exc.strerror or type(exc).__name__}.") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigurationError(
+            f"{file} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a msticpyconfig.yaml this connector will read."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{file} is not UTF-8 text (byte {exc.start}).") from None
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _Refused as exc:
+        where = f" at line {exc.line}" if exc.line else ""
+        raise ConfigurationError(f"{file} is refused{where}: {exc.message}.") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigurationError(f"{file} is not valid YAML{where}: {exc.problem}.") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"Cannot read {file}: {exc}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # yaml raises ValueError/TypeError/OverflowError for some impossible scalars (dates, big ints).
+        raise ConfigurationError(f"{file} is not valid YAML ({type(exc).__name__}).") from None
+    finally:
+        loader.dispose()
+
+
+def read_config(path: str | os.PathLike | None = None) -> MsticpyConfig:
+    """Read and validate the Defender sections of msticpyconfig.yaml (secrets are not resolved)."""
+    file = find_config(path)
+    data = load_yaml(file)
     if not isinstance(data, dict):
         raise ConfigurationError(f"{file} does not hold a YAML mapping of settings.")
     providers = data.get("DataProviders") or {}
@@ -169,30 +275,51 @@ def _read_section(file: Path, section: str, instance, body, keyvault: dict) -> D
     args = (body or {}).get("Args") if isinstance(body, dict) else None
     if not isinstance(args, dict):
         raise ConfigurationError(f"DataProviders.{section} in {file} has no Args mapping (TenantId, ClientId, ClientSecret).")
+    where = f"DataProviders.{section}.Args of {file}"
     settings: dict = {}
     secrets: dict[str, SecretValue] = {}
+    spelt: dict[str, str] = {}
     for key, value in args.items():
-        name = canonical_key(str(key))
-        if name is None:
-            if str(key).lower() in _IGNORED_ARGS:
-                continue
-            raise ConfigurationError(f"Unknown key {key!r} in DataProviders.{section}.Args of {file}.")
+        if isinstance(key, str) and key.strip().lower().replace("_", "") in _IGNORED_ARGS:
+            continue
+        name = resolve_key(key, where, text=True)
+        if name in spelt:
+            raise ConfigurationError(
+                f"{where} sets {name} twice (as {spelt[name]} and as {key}); keep one of them."
+            )
+        spelt[name] = str(key)
         path = f"DataProviders.{section}.Args.{key}"
         if isinstance(value, dict):
             secrets[name] = _secret_reference(file, path, value, keyvault)
         elif name in ("client_secret", "certificate_passphrase"):
-            secrets[name] = "" if value is None else str(value)
+            secrets[name] = _text(value, name, where)
         elif name in ("certificate", "private_key"):
-            settings[name] = _read_pem(file, path, value)
+            settings[name] = _read_pem(file, path, _text(value, name, where))
         elif value is not None:
-            settings[name] = value if name == "timeout" else str(value)
+            settings[name] = _scalar(value, name, where)
     return DefenderInstance(instance=instance, section=section, settings=settings, secrets=secrets)
 
 
-def _read_pem(file: Path, path: str, value) -> str:
+def _scalar(value, name: str, where: str):
+    if isinstance(value, list | dict | set):
+        raise ConfigurationError(f"{name} in {where} must be a single value, not a list or mapping.")
+    kind = FIELDS_BY_NAME[name].kind
+    if kind == "number" or (kind == "path" and isinstance(value, bool)):
+        return value  # a number stays a number; `verify: false` stays false (and is refused with advice)
+    return _text(value, name, where)
+
+
+def _text(value, name: str, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict | set | bytes):
+        raise ConfigurationError(f"{name} in {where} must be text.")
+    return str(value)
+
+
+def _read_pem(file: Path, path: str, text: str) -> str:
     # MSTICPy takes file paths here; keep the path (TenantSettings reads it) but make it relative to the config file.
-    text = str(value)
-    if "-----BEGIN" in text:
+    if "-----BEGIN" in text or not text.strip():
         return text
     candidate = Path(text).expanduser()
     if not candidate.is_absolute():

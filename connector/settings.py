@@ -332,8 +332,6 @@ class RateLimits:
         return cls(**value)
 
 
-_UNSET: Any = None  # "not given": every default below is applied in __init__
-
 
 @dataclass(frozen=True, init=False)
 class TenantSettings:
@@ -404,21 +402,10 @@ class TenantSettings:
             if given.get(canonical) is not None:
                 raise ConfigurationError(f"{canonical} is given twice (as {canonical} and as {key}); give it once.")
             given[canonical] = value
-        set_ = object.__setattr__
-        set_(self, "name", _name(given["name"]))
+        object.__setattr__(self, "name", _name(given["name"]))
         where = self._where()
-        set_(self, "tenant_id", _tenant_id(given["tenant_id"], where))
-        set_(self, "client_id", _client_id(given["client_id"], where))
-        for secret in SECRET_FIELDS:
-            set_(self, secret, _secret(secret, given[secret], where))
-        set_(self, "credential", _credential(given["credential"], where))
-        set_(self, "hunting_api", _choice("hunting_api", given["hunting_api"], clouds.normalize_api, where))
-        set_(self, "cloud", _choice("cloud", given["cloud"], clouds.normalize_cloud, where))
-        for url in ("authority_host", "api_root", *RESOURCE_ROOTS.values()):
-            set_(self, url, _url(url, given[url], where))
-        set_(self, "ca_bundle", _ca_bundle(given["ca_bundle"], where))
-        set_(self, "timeout", _timeout(given["timeout"], where))
-        set_(self, "rate_limits", RateLimits.from_value(given["rate_limits"]))
+        for f in SETTING_FIELDS:  # tenant_id first: no later message may quote an unchecked value
+            object.__setattr__(self, f.name, validate_value(f.name, given[f.name], where))
         self._check_credentials()
 
     def _check_credentials(self) -> None:
@@ -487,7 +474,7 @@ def _name(value: Any) -> str | None:
     return value
 
 
-def _tenant_id(value: Any, where: str) -> str:
+def _tenant_id(name: str, value: Any, where: str) -> str:
     if value is None or (_is_text(value) and not value.strip()):
         raise ConfigurationError(
             f"Missing tenant_id{where}. Give the Entra tenant ID (a GUID or contoso.onmicrosoft.com) and the "
@@ -503,7 +490,7 @@ def _tenant_id(value: Any, where: str) -> str:
     return value.strip()
 
 
-def _client_id(value: Any, where: str) -> str:
+def _client_id(name: str, value: Any, where: str) -> str:
     if value is None or (_is_text(value) and not value.strip()):
         raise ConfigurationError(
             f"Missing client_id{where}. Give the application (client) ID of the app registration (a GUID)."
@@ -538,7 +525,7 @@ def _secret(name: str, value: Any, where: str) -> str | None:
     return value
 
 
-def _credential(value: Any, where: str) -> Any:
+def _credential(name: str, value: Any, where: str) -> Any:
     if value is None:
         return None
     if isinstance(value, str | bytes) or not callable(getattr(value, "get_token", None)):
@@ -549,7 +536,8 @@ def _credential(value: Any, where: str) -> Any:
     return value
 
 
-def _choice(name: str, value: Any, normalize, where: str) -> str:
+def _choice(name: str, value: Any, where: str) -> str:
+    normalize = clouds.normalize_api if name == "hunting_api" else clouds.normalize_cloud
     try:
         return normalize(value)
     except ConfigurationError as exc:
@@ -598,7 +586,7 @@ _FALSE = {"false", "0", "no", "off", "none"}
 _TRUE = {"true", "1", "yes", "on"}
 
 
-def _ca_bundle(value: Any, where: str) -> str | None:
+def _ca_bundle(name: str, value: Any, where: str) -> str | None:
     if value is None or value is True:
         return None
     if value is False or (_is_text(value) and value.strip().lower() in _FALSE):
@@ -617,7 +605,7 @@ def _ca_bundle(value: Any, where: str) -> str | None:
     return path.strip()
 
 
-def _timeout(value: Any, where: str) -> float:
+def _timeout(name: str, value: Any, where: str) -> float:
     if value is None:
         return 210.0
     try:
@@ -632,6 +620,39 @@ def _timeout(value: Any, where: str) -> float:
             "(not infinite or NaN)."
         )
     return seconds
+
+
+def _rate_limits(name: str, value: Any, where: str) -> RateLimits:
+    return RateLimits.from_value(value)
+
+
+_VALIDATORS = {
+    "tenant_id": _tenant_id,
+    "client_id": _client_id,
+    **{n: _secret for n in SECRET_FIELDS},
+    "credential": _credential,
+    "hunting_api": _choice,
+    "cloud": _choice,
+    **{n: _url for n in ("authority_host", "api_root", *RESOURCE_ROOTS.values())},
+    "ca_bundle": _ca_bundle,
+    "timeout": _timeout,
+    "rate_limits": _rate_limits,
+}
+
+
+def validate_value(name: str, value: Any, where: str = "") -> Any:
+    """Check and normalise one setting's value exactly as :class:`TenantSettings` does.
+
+    For places that hold settings before a whole ``TenantSettings`` can be built (a config file
+    whose secret is still in Key Vault, a Prefect block field, a CLI option). ``None`` means "not
+    given" and gives the default (or None); ``where`` is added to the message (" for tenant 'x'").
+    Raises :class:`ConfigurationError` naming the setting and quoting nothing that failed.
+    """
+    try:
+        validator = _VALIDATORS[name]
+    except KeyError:
+        raise ConfigurationError(f"Unknown setting {name!r}; the settings are listed in SETTING_FIELDS.") from None
+    return validator(name, value, where)
 
 
 # --- connection strings ---
@@ -727,4 +748,5 @@ __all__ = [
     "is_guid",
     "is_tenant_id",
     "ca_bundle_problem",
+    "validate_value",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "reference" / "samples"
+SAMPLES = ROOT / "tests" / "data"  # copies of the published samples, see tests/data/SOURCES.md
 CANARY = "CANARY-s3cr3t-7f3a9c1e-do-not-leak"
 
 
@@ -48,8 +48,8 @@ def _loopback_only(monkeypatch):
 
 @pytest.fixture(scope="session")
 def samples() -> Path:
-    if not SAMPLES.is_dir():
-        pytest.skip("shared/reference/samples is not next to the repository")
+    """tests/data: the published sample payloads, kept in the repository so nothing is skipped on a fresh clone."""
+    assert SAMPLES.is_dir(), f"{SAMPLES} is missing from the checkout"
     return SAMPLES
 
 
