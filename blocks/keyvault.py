@@ -13,18 +13,35 @@ import re
 import threading
 import time
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from prefect.blocks.abstract import SecretBlock
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from connector import clouds
 from connector.errors import ConfigurationError
 from connector.keyvault import get_secret
 
+from ._ui import drop_empty, optional_field
 from .naming import CheckedNameMixin
 
 _LOGO = "https://cdn.sanity.io/images/3ugk85nk/production/54e3fa7e00197a4fbd1d82ed62494cb58d08c96a-250x250.png"
 # Key Vault object names: 1-127 characters, letters, digits and dashes.
 _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+#: DNS suffixes of Azure Key Vault (and Managed HSM) in the public, US Government and China clouds.
+KEY_VAULT_DOMAINS = (
+    ".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn",
+    ".managedhsm.azure.net", ".managedhsm.usgovcloudapi.net", ".managedhsm.azure.cn",
+)
+_OPTIONAL_FIELDS = (
+    "secret_version", "managed_identity_client_id", "sp_tenant_id", "sp_client_id", "sp_client_secret",
+    "authority_host", "ca_bundle",
+)
+
+
+def known_login_hosts() -> tuple[str, ...]:
+    """The Entra ID sign-in hosts of the supported clouds (``https://...``)."""
+    return tuple(sorted({clouds.login_host(c) for c in clouds.CLOUDS}))
 
 
 class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
@@ -63,43 +80,42 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
     secret_name: str = Field(
         description="The secret's name in the vault (letters, digits and dashes).", title="Secret name"
     )
-    secret_version: str | None = Field(
-        default=None,
+    secret_version: str | None = optional_field(
         description="A specific version of the secret. Leave empty to always read the current version.",
         title="Secret version",
     )
-    managed_identity_client_id: str | None = Field(
-        default=None,
+    managed_identity_client_id: str | None = optional_field(
         description="Client ID of a user-assigned managed identity to authenticate with. Leave empty (and the "
         "service principal fields too) to use DefaultAzureCredential.",
         title="Managed identity client ID",
     )
-    sp_tenant_id: str | None = Field(
-        default=None,
+    sp_tenant_id: str | None = optional_field(
         description="Service principal authentication: the Entra tenant ID of the app that may read the vault.",
         title="Service principal tenant ID",
     )
-    sp_client_id: str | None = Field(
-        default=None,
+    sp_client_id: str | None = optional_field(
         description="Service principal authentication: the application (client) ID.",
         title="Service principal client ID",
     )
-    sp_client_secret: SecretStr | None = Field(
-        default=None,
+    sp_client_secret: SecretStr | None = optional_field(
         description="Service principal authentication: the client secret's value.",
         title="Service principal client secret",
     )
-    authority_host: str | None = Field(
-        default=None,
+    authority_host: str | None = optional_field(
         description="Entra ID sign-in host for the Key Vault credential, e.g. https://login.microsoftonline.us for "
         "US Government. Leave empty for the public cloud.",
         title="Authority host",
     )
-    ca_bundle: str | None = Field(
-        default=None,
+    ca_bundle: str | None = optional_field(
         description="Path (on the worker) to a PEM file of CAs to trust for Key Vault and sign-in calls, for private "
         "endpoints behind a TLS-inspecting proxy. Leave empty to use the system's.",
         title="CA bundle",
+    )
+    allow_custom_endpoints: bool = Field(
+        default=False,
+        title="Allow custom endpoints (proxy, emulator)",
+        description="Let Vault URL and Authority host name hosts that are not Azure's (a proxy, 127.0.0.1). The "
+        "vault then chooses which token it is sent: turn on only where you trust everyone who can edit blocks.",
     )
     cache_ttl_seconds: int = Field(
         default=300,
@@ -109,11 +125,18 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
         title="Cache TTL (seconds)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _form_input(cls, data: Any) -> Any:
+        """Empty values from a UI form mean "not set"."""
+        return drop_empty(data, _OPTIONAL_FIELDS)
+
     @field_validator("vault_url")
     @classmethod
     def _vault_url_is_https(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not value.startswith("https://"):
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"vault_url must be an https:// URL such as https://my-vault.vault.azure.net, not {value!r}")
         return value
 
@@ -128,7 +151,8 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
     @field_validator("authority_host")
     @classmethod
     def _authority_is_https(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
+        value = value.strip() if value else None
+        if value and not value.startswith("https://"):
             raise ValueError(f"authority_host must be an https:// URL, not {value!r}")
         return value.rstrip("/") if value else None
 
@@ -146,6 +170,18 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
             raise ValueError(f"service principal authentication needs sp_tenant_id, sp_client_id and sp_client_secret; missing {missing}")
         if given and self.managed_identity_client_id:
             raise ValueError("set either the service principal fields or managed_identity_client_id, not both")
+        if not self.allow_custom_endpoints:
+            host = (urlsplit(self.vault_url).hostname or "").lower()
+            if not host.endswith(KEY_VAULT_DOMAINS):
+                raise ValueError(
+                    f"vault_url host {host} is not an Azure Key Vault domain ({', '.join(KEY_VAULT_DOMAINS)}). For a "
+                    "proxy or an emulator, also set allow_custom_endpoints (title: 'Allow custom endpoints')"
+                )
+            if self.authority_host and self.authority_host.lower() not in known_login_hosts():
+                raise ValueError(
+                    f"authority_host {self.authority_host} is not a Microsoft sign-in host "
+                    f"({', '.join(known_login_hosts())}). For a proxy or an emulator, also set allow_custom_endpoints"
+                )
         return self
 
     @classmethod
@@ -186,7 +222,9 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
         credential = self._credential()
         try:
             value = get_secret(
-                self.vault_url, self.secret_name, self.secret_version, credential=credential, ca_bundle=self.ca_bundle
+                self.vault_url, self.secret_name, self.secret_version, credential=credential, ca_bundle=self.ca_bundle,
+                # Key Vault's challenge names the token's resource; only an opted-in custom vault may name another.
+                verify_challenge_resource=not self.allow_custom_endpoints,
             )
         finally:
             close = getattr(credential, "close", None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,10 @@ from connector.msticpyconfig import DefenderInstance, EnvironmentSecret, KeyVaul
 from ._messages import validation_message
 from .keyvault import AzureKeyVaultSecret
 from .naming import suggest_block_name
-from .tenant import DefenderTenant, certificate_pem
+from .tenant import PLAIN_SETTINGS, DefenderTenant, certificate_pem
 
-#: Settings copied from a msticpyconfig section to the block as they are.
-_PLAIN_FIELDS = ("tenant_id", "client_id", "api", "cloud", "authority_host", "api_root", "ca_bundle", "timeout")
+#: A template value left in the file (MSTICPy's samples ship ``"[PLACEHOLDER]"``), not a secret.
+_PLACEHOLDER = re.compile(r"^\s*(\[.*\]|<.*>|placeholder|changeme|xxx+)\s*$", re.I)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class PlannedBlock:
     name: str
     block: Block
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the user should confirm before saving
     status: str = ""  # created, updated, unchanged (or "would create"/"would update" in a dry run)
 
     @property
@@ -69,6 +71,7 @@ def plan_import(
     api_root: str | None = None,
     ca_bundle: str | None = None,
     keyvault_auth: dict[str, Any] | None = None,
+    allow_custom_endpoints: bool = False,
 ) -> list[PlannedBlock]:
     """Read msticpyconfig.yaml and build (not save) the blocks, Key Vault blocks before the tenants that use them.
 
@@ -77,11 +80,16 @@ def plan_import(
     authenticate: ``sp_tenant_id``... or ``managed_identity_client_id``, ``authority_host``,
     ``ca_bundle``, ``cache_ttl_seconds``); msticpyconfig does not say, so the default is
     DefaultAzureCredential. Environment variables named by ``EnvironmentVar`` are read now.
+    ``allow_custom_endpoints`` is the blocks' opt-in for hosts that are not Microsoft's (a proxy,
+    the emulator): without it such an override is refused.
     """
     config = read_config(path)
     if not config.instances:
         raise ConfigurationError(f"No MicrosoftDefender sections under DataProviders in {config.path}.")
     overrides = {"authority_host": authority_host, "api_root": api_root, "ca_bundle": ca_bundle}
+    if allow_custom_endpoints:
+        overrides["allow_custom_endpoints"] = True
+        keyvault_auth = {**(keyvault_auth or {}), "allow_custom_endpoints": True}
     plan: list[PlannedBlock] = []
     names: dict[str, str] = {}
     for instance in config.instances.values():
@@ -98,9 +106,10 @@ def plan_import(
 
 def _plan_instance(path, instance: DefenderInstance, name: str, overrides: dict, keyvault_auth: dict) -> list[PlannedBlock]:
     where = f"DataProviders.{instance.section} in {path}"
-    values: dict[str, Any] = {k: v for k, v in instance.settings.items() if k in _PLAIN_FIELDS}
+    values: dict[str, Any] = {k: v for k, v in instance.settings.items() if k in PLAIN_SETTINGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     notes: list[str] = []
+    warnings: list[str] = []
     if instance.instance is not None and name != instance.instance.lower():
         notes.append(f"instance {instance.instance!r} saved as block name {name!r} (Prefect names: lowercase, digits, dashes)")
     planned: list[PlannedBlock] = []
@@ -143,12 +152,14 @@ def _plan_instance(path, instance: DefenderInstance, name: str, overrides: dict,
                 raise ConfigurationError(f"{where}: {_words(secret_field)} is empty.")
             values[secret_field] = SecretStr(secret)
             notes.append(f"{_words(secret_field)}: stored in the block as a secret field")
+            if _PLACEHOLDER.match(secret):
+                warnings.append(f"{where}: {_words(secret_field)} looks like a template placeholder, not a real value")
     if instance.settings.get("certificate"):
         values["certificate"] = SecretStr(_certificate_pem(instance, where))
         notes.append("certificate: read from the file(s) named in the config and stored in the block as PEM")
     tenant = _build(DefenderTenant, where, **values)
-    notes.insert(0, f"tenant {tenant.tenant_id}, app {tenant.client_id}, api {tenant.api}, cloud {tenant.cloud}")
-    planned.append(PlannedBlock(DefenderTenant.get_block_type_slug(), name, tenant, notes))
+    notes.insert(0, f"tenant {tenant.tenant_id}, app {tenant.client_id}, api {tenant.hunting_api}, cloud {tenant.cloud}")
+    planned.append(PlannedBlock(DefenderTenant.get_block_type_slug(), name, tenant, notes, warnings))
     return planned
 
 
@@ -180,10 +191,15 @@ def apply_plan(plan: list[PlannedBlock], *, dry_run: bool = False) -> list[Plann
     existing tenant block (in the UI, say) are kept: msticpyconfig has no such setting.
     """
     for item in plan:
-        existing = load_or_none(type(item.block), item.name)
+        try:
+            existing, broken = load_or_none(type(item.block), item.name), False
+        except ValueError:  # saved, but it does not load (an old or hand-edited block): replace it
+            existing, broken = None, True
         if existing is not None and isinstance(item.block, DefenderTenant):
             item.block.rate_limits = existing.rate_limits
-        if existing is None:
+        if broken:
+            item.status = "would update" if dry_run else "updated"
+        elif existing is None:
             item.status = "would create" if dry_run else "created"
         elif fingerprint(existing) == fingerprint(item.block):
             item.status = "unchanged"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -9,6 +11,7 @@ from blocks import AzureKeyVaultSecret, DefenderTenant, TenantRateLimits, check_
 from blocks.msticpy_import import fingerprint
 from connector import ConfigurationError, RateLimits, ServiceError
 
+from .certs import certificate_pem
 from .conftest import CANARY
 from .prefect_fixtures import _no_default_azure_credential  # noqa: F401
 
@@ -86,7 +89,7 @@ def test_get_settings_hands_every_field_to_the_connector(tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     tenant = DefenderTenant(
         tenant_id=TID, client_id=CID, client_secret=CANARY, api="mde", cloud="gcc", authority_host="https://127.0.0.1:1/",
-        api_root="https://127.0.0.1:2", ca_bundle=str(ca), timeout=12.5,
+        api_root="https://127.0.0.1:2", ca_bundle=str(ca), timeout=12.5, allow_custom_endpoints=True,
         rate_limits=TenantRateLimits(hunting_per_minute=5, hunting_per_hour=50, api_per_minute=7),
     )
     tenant._block_document_name = "contoso"
@@ -100,17 +103,19 @@ def test_get_settings_hands_every_field_to_the_connector(tmp_path):
 
 
 def test_get_client_maps_an_unreachable_sign_in_host_to_service_error():
-    # MSAL discovers the authority when the client is built: that failure is a connector error too.
-    tenant = DefenderTenant(tenant_id=TID, client_id=CID, client_secret=CANARY, authority_host="https://127.0.0.1:9")
-    with pytest.raises(ServiceError, match="127.0.0.1:9") as info:
-        tenant.get_client()
+    # Building the client makes no call; the first token request finds nothing listening.
+    tenant = DefenderTenant(tenant_id=TID, client_id=CID, client_secret=CANARY, authority_host="https://127.0.0.1:9",
+                            allow_custom_endpoints=True, timeout=5)
+    with tenant.get_client() as client, pytest.raises(ServiceError, match="127.0.0.1:9") as info:
+        client.get_token()
     assert CANARY not in str(info.value)
 
 
 def test_certificate_and_passphrase_reach_the_settings():
-    tenant = DefenderTenant(tenant_id=TID, client_id=CID, certificate="PEM " + CANARY, certificate_passphrase="pw")
+    pem = certificate_pem(passphrase="pw")
+    tenant = DefenderTenant(tenant_id=TID, client_id=CID, certificate=pem, certificate_passphrase="pw")
     settings = tenant.get_settings()
-    assert settings.certificate == "PEM " + CANARY and settings.certificate_passphrase == "pw"
+    assert settings.certificate == pem and settings.certificate_passphrase == "pw"
     assert settings.client_secret is None and settings.credential_kind == "certificate"
 
 
@@ -149,7 +154,10 @@ def test_block_metadata_for_the_ui():
         assert cls._description
         schema = cls.model_json_schema()
         for name, prop in schema["properties"].items():
-            assert prop.get("description") and prop.get("title"), f"{cls.__name__}.{name} needs a description and title"
+            # A nested model's title is its definition's ("Rate limits"), never the class name.
+            title = prop.get("title") or schema["definitions"][prop["$ref"].rsplit("/", 1)[-1]]["title"]
+            assert prop.get("description") and title, f"{cls.__name__}.{name} needs a description and title"
+            assert not re.search(r"[a-z][A-Z]", title), f"{cls.__name__}.{name}: {title!r} reads like a class name"
     secret_fields = DefenderTenant.model_json_schema()["secret_fields"]
     assert {"client_secret", "certificate", "certificate_passphrase", "client_secret_ref.sp_client_secret"} <= set(secret_fields)
     # The Key Vault reference is a nested block, not a secret (a Union with SecretStr would lose it on save).
@@ -241,7 +249,8 @@ def test_plan_import_maps_every_secret_kind(tmp_path, monkeypatch):
     path.write_text(IMPORT_CONFIG.format(tid=TID, cid=CID, secret=CANARY))
     monkeypatch.setenv("TENANT3_SECRET", CANARY)
     plan = plan_import(path, authority_host="https://127.0.0.1:1", api_root="https://127.0.0.1:1",
-                       keyvault_auth={"sp_tenant_id": TID, "sp_client_id": CID, "sp_client_secret": "kv-sp"})
+                       keyvault_auth={"sp_tenant_id": TID, "sp_client_id": CID, "sp_client_secret": "kv-sp"},
+                       allow_custom_endpoints=True)
     by_ref = {item.ref: item for item in plan}
     assert list(by_ref) == ["defender-tenant/default", "azure-key-vault-secret/tenant-2-client-secret",
                             "defender-tenant/tenant-2", "defender-tenant/tenant3", "defender-tenant/cert"]

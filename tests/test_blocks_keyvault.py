@@ -17,6 +17,7 @@ import responses
 from blocks import AzureKeyVaultSecret, DefenderTenant
 from connector import AuthenticationError, ConfigurationError, PermissionDeniedError, ServiceError
 
+from .certs import certificate_pem
 from .conftest import CANARY
 from .prefect_fixtures import _no_default_azure_credential  # noqa: F401
 
@@ -88,7 +89,7 @@ def vault():
 def ref(name: str = "contoso-defender", **kwargs) -> AzureKeyVaultSecret:
     values = dict(
         vault_url=VAULT, secret_name=name, sp_tenant_id=SP_TENANT, sp_client_id=SP_CLIENT, sp_client_secret=SP_SECRET,
-        authority_host=AUTHORITY,
+        authority_host=AUTHORITY, allow_custom_endpoints=True,
     )
     values.update(kwargs)
     return AzureKeyVaultSecret(**values)
@@ -183,10 +184,11 @@ def test_tenant_reads_its_client_secret_from_key_vault(vault):
 
 
 def test_tenant_reads_its_certificate_from_key_vault(vault):
-    vault.secrets["contoso-cert"] = "-----BEGIN CERTIFICATE-----\n" + CANARY
+    pem = certificate_pem()
+    vault.secrets["contoso-cert"] = pem.replace("\n", " ")  # stored on one line: rebuilt like a UI paste
     tenant = DefenderTenant(tenant_id=TID, client_id=CID, certificate_ref=ref("contoso-cert"))
     settings = tenant.get_settings()
-    assert CANARY in settings.certificate and settings.client_secret is None
+    assert settings.certificate == pem and settings.client_secret is None
 
 
 def test_tenant_key_vault_errors_pass_through_unchanged(vault):
