@@ -12,7 +12,7 @@ The file is found as MSTICPy finds it: an explicit path, else ``$MSTICPYCONFIG``
 ``./msticpyconfig.yaml``, else ``~/.msticpy/msticpyconfig.yaml``.
 
 The file may come from someone else (a shared notebook folder, a ticket attachment), so it is read
-defensively: at most 1 MiB, nesting at most 50 levels deep, no alias (``*name``) to a mapping or
+defensively: at most 1 MiB and 20,000 values, nesting at most 50 levels deep, no alias (``*name``) to a mapping or
 list (the "billion laughs" expansion), no duplicate keys; each is a :class:`ConfigurationError`
 naming the file and line. ``UserName`` (MSTICPy's delegated sign-in) is refused with advice.
 Values are checked by :class:`connector.settings.TenantSettings` when a section is used, so one
@@ -36,6 +36,9 @@ SECTION = "MicrosoftDefender"
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Deepest nesting of mappings and lists accepted (MSTICPy's files nest 5 deep).
 MAX_CONFIG_DEPTH = 50
+#: Most values (keys, scalars, lists, mappings) in one file: PyYAML's pure-Python reader needs ~20 us
+#: each, so this bounds the time a hostile file costs (MSTICPy's full test config holds ~600).
+MAX_CONFIG_NODES = 20_000
 _VAULT_SUFFIX = {"global": "vault.azure.net", "usgov": "vault.usgovcloudapi.net", "cn": "vault.azure.cn"}
 # Args MSTICPy knows that this connector does not use; tolerated so one file serves both tools.
 _IGNORED_ARGS = {"location", "apiversion", "tokencachepath", "authtype"}
@@ -183,8 +186,12 @@ class _BoundedLoader(yaml.SafeLoader):
     def __init__(self, stream) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent, index):
+        self._nodes += 1
+        if self._nodes > MAX_CONFIG_NODES:
+            raise _Refused(f"it holds more than {MAX_CONFIG_NODES:,} values", self.peek_event().start_mark)
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             target = self.anchors.get(event.anchor)

@@ -230,7 +230,7 @@ def resolve_key(key: Any, where: str = "the settings", *, text: bool = False, qu
         raise ConfigurationError(f"A key in {where} is not text; keys are setting names such as tenant_id.")
     shown = repr(key.strip()) if quote and _KEY_SHAPE.fullmatch(key.strip()) else "a key"
     if _norm(key) in _DELEGATED_KEYS:
-        raise ConfigurationError(_DELEGATED_MESSAGE.format(key=shown))
+        raise ConfigurationError(_DELEGATED_MESSAGE.format(key=shown if shown != "a key" else "UserName"))
     name = canonical_key(key)
     if name is None:
         hint = ""
@@ -238,7 +238,8 @@ def resolve_key(key: Any, where: str = "the settings", *, text: bool = False, qu
             close = difflib.get_close_matches(_norm(key), list(_KEYS), n=1, cutoff=0.75)
             hint = f" Did you mean {_KEYS[close[0]]}?" if close else ""
         known = ", ".join(f.name for f in SETTING_FIELDS if f.text or not text)
-        raise ConfigurationError(f"Unknown key {shown} in {where}.{hint} Known keys: {known}.")
+        what = f"Unknown key {shown} in {where}." if shown != "a key" else f"A key in {where} is not a setting."
+        raise ConfigurationError(f"{what}{hint} Known keys: {known}.")
     if text and not FIELDS_BY_NAME[name].text:
         raise ConfigurationError(
             f"{name} cannot be given in {where}: pass it as a keyword argument "
@@ -263,11 +264,12 @@ def is_tenant_id(value: str) -> bool:
     return isinstance(value, str) and (is_guid(value) or bool(_DOMAIN.fullmatch(value.strip())))
 
 
-def ca_bundle_problem(path: str | os.PathLike) -> str | None:
+def ca_bundle_problem(path: str | os.PathLike, *, quote: bool = True) -> str | None:
     """Why ``path`` cannot serve as a CA bundle right now (missing, unreadable, too long...), or None.
 
-    For the transport: a CA file can disappear while a client lives; the message names the file
-    (a CA bundle path is not a secret) and says what to do.
+    For the transport: a CA file can disappear while a client lives. The message names the file
+    when ``quote`` and the path looks like one (a path that settings accepted is not a secret);
+    settings themselves pass ``quote=False``, as they never quote a value that did not validate.
     """
     try:
         text = os.fspath(path)
@@ -275,18 +277,18 @@ def ca_bundle_problem(path: str | os.PathLike) -> str | None:
         return "ca_bundle must be the path of a PEM file of CA certificates"
     if not isinstance(text, str) or not text.strip():
         return "ca_bundle must be the path of a PEM file of CA certificates"
-    shown = repr(text) if _quotable_path(text) else "(the path given)"
+    shown = repr(text) if quote and _quotable_path(text) else "(the path given)"
     if len(text) > _MAX_TEXT:
         return f"ca_bundle is {len(text)} characters long: no file has such a path"
     try:
         p = Path(text).expanduser()
         if not p.is_file():
-            return f"the ca_bundle file {shown} does not exist or is not a file"
+            return f"ca_bundle: the file {shown} does not exist or is not a file"
         with p.open("rb") as handle:
             handle.read(1)
     except (OSError, ValueError, RuntimeError) as exc:
         # ValueError: an embedded NUL; RuntimeError: ~user that does not exist.
-        return f"the ca_bundle file {shown} cannot be read ({type(exc).__name__})"
+        return f"ca_bundle: the file {shown} cannot be read ({type(exc).__name__})"
     return None
 
 
@@ -599,9 +601,9 @@ def _ca_bundle(name: str, value: Any, where: str) -> str | None:
     path = os.fspath(value) if isinstance(value, str | os.PathLike) else None
     if not _is_text(path):
         raise ConfigurationError(f"ca_bundle{where} must be the path of a PEM file of CA certificates.")
-    problem = ca_bundle_problem(path.strip())
+    problem = ca_bundle_problem(path.strip(), quote=False)
     if problem:
-        raise ConfigurationError(f"{problem[0].upper()}{problem[1:]}{where}.")
+        raise ConfigurationError(f"{problem}{where}.")
     return path.strip()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
@@ -145,3 +146,136 @@ def test_missing_section_lists_instances(tmp_path):
     path.write_text("DataProviders:\n  MicrosoftDefender-Only:\n    Args: {TenantId: t, ClientId: c, ClientSecret: s}\n")
     with pytest.raises(ConfigurationError, match="instances found: Only"):
         resolve_settings()
+
+
+# --- where the file is found (MSTICPy's order) ---
+
+GOOD = "DataProviders:\n  MicrosoftDefender:\n    Args: {{TenantId: {tid}, ClientId: 22222222-2222-4222-8222-222222222222, ClientSecret: s}}\n"
+T_HOME, T_CWD, T_ENV = (f"{d}1111111-1111-4111-8111-111111111111" for d in "abc")
+
+
+def test_home_msticpy_folder_is_searched_last(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".msticpy").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    (home / ".msticpy" / "msticpyconfig.yaml").write_text(GOOD.format(tid=T_HOME))
+    assert resolve_settings().tenant_id == T_HOME
+    (tmp_path / "msticpyconfig.yaml").write_text(GOOD.format(tid=T_CWD))  # cwd is tmp_path
+    assert resolve_settings().tenant_id == T_CWD
+    env = tmp_path / "env.yaml"
+    env.write_text(GOOD.format(tid=T_ENV))
+    monkeypatch.setenv("MSTICPYCONFIG", str(env))
+    assert resolve_settings().tenant_id == T_ENV
+
+
+def test_not_found_lists_the_home_location_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "nobody"))
+    with pytest.raises(ConfigurationError, match=r"looked at: .*msticpyconfig.yaml, .*nobody/.msticpy/msticpyconfig.yaml"):
+        resolve_settings()
+
+
+# --- an untrusted file cannot exhaust the process ---
+
+def _refused(tmp_path, text: str | bytes, match: str) -> ConfigurationError:
+    path = tmp_path / "msticpyconfig.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    started = time.perf_counter()
+    with pytest.raises(ConfigurationError, match=match) as info:
+        read_config(path)
+    assert time.perf_counter() - started < 2.0
+    return info.value
+
+
+def test_alias_bomb_in_args_is_refused_quickly(tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    bomb += "DataProviders:\n  MicrosoftDefender:\n    Args:\n      TenantId: *i\n"
+    _refused(tmp_path, bomb, r"refused at line \d+: an alias \(\*name\) repeats a whole mapping or list")
+
+
+def test_alias_to_a_single_value_is_fine(tmp_path):
+    path = tmp_path / "msticpyconfig.yaml"
+    path.write_text(
+        "Common: {tenant: &tenant 11111111-1111-4111-8111-111111111111}\n"
+        "DataProviders:\n  MicrosoftDefender:\n    Args: {TenantId: *tenant, ClientId: 22222222-2222-4222-8222-222222222222, "
+        "ClientSecret: s}\n"
+    )
+    assert read_config(path).instance().settings["tenant_id"] == "11111111-1111-4111-8111-111111111111"
+
+
+@pytest.mark.parametrize("style", ["flow", "block"])
+def test_deep_nesting_is_a_configuration_error_not_a_recursion_error(tmp_path, style):
+    depth = 900
+    text = "[" * depth + "]" * depth if style == "flow" else "".join(f"{'  ' * i}k{i}:\n" for i in range(depth)) + "  " * depth + "v\n"
+    _refused(tmp_path, text, "nests deeper than 50 levels")
+
+
+def test_oversized_file_is_refused_without_reading_it_all(tmp_path):
+    _refused(tmp_path, b"# padding\n" * 200_000, r"larger than 1024 KiB")
+
+
+def test_not_utf8_is_a_configuration_error(tmp_path):
+    _refused(tmp_path, b"DataProviders: \xff\xfe\n", "not UTF-8")
+
+
+def test_duplicate_yaml_key_is_refused_with_its_line(tmp_path):
+    _refused(tmp_path, "DataProviders:\n  MicrosoftDefender:\n    Args:\n      TenantId: a\n      TenantId: b\n",
+             "refused at line 5: a key appears twice")
+
+
+def test_two_spellings_of_one_setting_are_refused(tmp_path):
+    _refused(tmp_path, "DataProviders:\n  MicrosoftDefender:\n    Args:\n      TenantId: a\n      Tenant_Id: b\n",
+             "sets tenant_id twice .as TenantId and as Tenant_Id.")
+
+
+def test_username_is_refused_with_what_to_use_instead(tmp_path):
+    _refused(tmp_path, "DataProviders:\n  MicrosoftDefender:\n    Args:\n      UserName: me@contoso.com\n",
+             "'UserName' .delegated sign-in.*not supported.*AzureCliCredential")
+
+
+# --- values are checked by TenantSettings, never echoed when they fail ---
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "0", "nan", "'inf'"])
+def test_timeout_nan_or_inf_in_yaml_is_refused(tmp_path, value):
+    (tmp_path / "msticpyconfig.yaml").write_text(GOOD.format(tid=T_CWD).replace("ClientSecret: s", f"ClientSecret: s, Timeout: {value}"))
+    with pytest.raises(ConfigurationError, match="timeout .*must be a number of seconds greater than 0"):
+        resolve_settings()
+
+
+def test_verify_false_in_yaml_says_verification_cannot_be_turned_off(tmp_path):
+    (tmp_path / "msticpyconfig.yaml").write_text(GOOD.format(tid=T_CWD).replace("ClientSecret: s", "ClientSecret: s, verify: false"))
+    with pytest.raises(ConfigurationError, match="cannot be turned off.*ca_bundle="):
+        resolve_settings()
+
+
+def test_inline_pem_certificate_never_printed_by_repr(tmp_path):
+    pem = f"-----BEGIN CERTIFICATE-----\\nMIIB{CANARY}\\n-----END CERTIFICATE-----\\n-----BEGIN PRIVATE KEY-----\\n{CANARY}\\n-----END PRIVATE KEY-----\\n"
+    path = tmp_path / "msticpyconfig.yaml"
+    path.write_text(
+        "DataProviders:\n  MicrosoftDefender:\n    Args:\n      TenantId: 11111111-1111-4111-8111-111111111111\n"
+        f"      ClientId: 22222222-2222-4222-8222-222222222222\n      Certificate: \"{pem}\"\n      PrivateKey: \"{pem}\"\n"
+        f"      PrivateKeySecret: {CANARY}\n"
+    )
+    config = read_config(path)
+    instance = config.instance()
+    assert CANARY in instance.settings["certificate"]  # kept for the caller...
+    for text in (repr(config), str(config), repr(instance), str(instance)):
+        assert CANARY not in text and "PRIVATE KEY" not in text  # ...but never shown
+    assert "certificate" in repr(instance) and "<redacted>" in repr(instance)
+
+
+def test_a_file_of_many_tiny_values_is_refused_quickly(tmp_path):
+    _refused(tmp_path, "[" + "1," * 400_000 + "1]", "more than 20,000 values")
+
+
+def test_msticpys_full_test_config_is_well_inside_the_limits(samples):
+    from connector.msticpyconfig import MAX_CONFIG_NODES, load_yaml
+
+    data = load_yaml(samples / "msticpy-tests-testdata-msticpyconfig.yaml")
+
+    def count(value) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        return 1 + sum(count(v) for v in children) + (len(value) if isinstance(value, dict) else 0)
+
+    assert count(data) < MAX_CONFIG_NODES // 10
