@@ -208,14 +208,14 @@ class _SignInClient:
         if status == 429:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             raise ThrottledError(
-                f"The sign-in endpoint {where} throttled tenant {s.tenant_id!r} (HTTP 429)"
+                f"The sign-in endpoint {where} throttled tenant {s.tenant_id!r}"
                 + (f"; retry after {retry_after:.0f}s." if retry_after is not None else "."),
                 status=429, retry_after=retry_after,
             )
         if status >= 500:
             code, message, request_id = error_details(response)
             raise ServiceError(
-                f"The sign-in endpoint {where} failed for tenant {s.tenant_id!r} with HTTP {status}"
+                f"The sign-in endpoint {where} failed for tenant {s.tenant_id!r} (a service fault)"
                 + (f": {message}" if message else "."),
                 status=status, code=code, request_id=request_id,
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
@@ -349,7 +349,7 @@ def _client_credential(settings: TenantSettings):
 # ---------------------------------------------------------------------- no tokens in logs
 
 _TOKEN_PATTERNS = (
-    re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*\.?[A-Za-z0-9_\-]*"),  # a JWT, whole or cut off
+    re.compile(r"eyJ[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*){0,2}"),  # a JWT, whole or cut off anywhere
     re.compile(r"""(["']?(?:access_token|refresh_token|id_token|client_secret|client_assertion)["']?\s*[:=]\s*["']?)"""
                r"""[^"'&\s,}]+"""),
 )
