@@ -188,3 +188,28 @@ def test_a_vanished_ca_bundle_is_a_service_error_naming_the_file(tmp_path):
     ca.unlink()
     with pytest.raises(ServiceError, match="ca.pem"):
         t.request("GET", "/api/x", operation="read x")
+
+
+@responses.activate
+def test_a_dynamic_value_nested_5000_deep_is_a_clear_error_not_a_crash():
+    from connector import resolve_settings
+    from connector.client import DefenderClient
+    from connector.errors import QueryError
+
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    body = '{"schema":[{"name":"X","type":"Dynamic"}],"results":[{"X":' + deep + "}]}"
+    responses.post("https://graph.test.example/v1.0/security/runHuntingQuery", body=body,
+                   content_type="application/json")
+    login = "https://login.microsoftonline.com/contoso.onmicrosoft.com"
+    responses.get(f"{login}/v2.0/.well-known/openid-configuration", json={
+        "token_endpoint": f"{login}/oauth2/v2.0/token", "authorization_endpoint": f"{login}/oauth2/v2.0/authorize",
+        "issuer": f"{login}/v2.0"})
+    responses.post(f"{login}/oauth2/v2.0/token", json={"token_type": "Bearer", "expires_in": 3599,
+                                                        "access_token": "tok"})
+    settings = resolve_settings(tenant_id="contoso.onmicrosoft.com", client_id="11111111-1111-4111-8111-111111111111",
+                                client_secret="s", api_root="https://graph.test.example")
+    client = DefenderClient(settings, retry=FAST)
+    with pytest.raises(QueryError, match="nested too deeply.*tostring"):
+        client.run_hunting_query("T | take 1")
+    hunts = [c for c in responses.calls if c.request.url.endswith("runHuntingQuery")]
+    assert len(hunts) == 1  # not retried: the same answer would come back
