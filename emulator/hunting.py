@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from . import kql
 from .context import Context
 from .envelopes import api_error
-from .messages import Response, dumps
+from .messages import GRAPH_JSON_TYPE, Response, dumps
 
 TICKS = 10_000_000
 RETENTION = dt.timedelta(days=30)
-GRAPH_CONTENT_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
-                      "IEEE754Compatible=false;charset=utf-8")
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def _shape(api: str, result: HuntResult, base_url: str, seed: int) -> Response:
     if api == "graph":
         head = (b'{"@odata.context":' + dumps(f"{base_url}/v1.0/$metadata#microsoft.graph.security.huntingQueryResults")
                 + b',"schema":' + dumps([{"name": n, "type": t} for n, t in result.schema]) + b',"results":')
-        return Response(200, [head, result.results_json, b"}"], content_type=GRAPH_CONTENT_TYPE)
+        return Response(200, [head, result.results_json, b"}"], content_type=GRAPH_JSON_TYPE)
     schema = dumps([{"Name": n, "Type": t} for n, t in result.schema])
     if api == "mde":
         return Response(200, [b'{"Schema":' + schema + b',"Results":', result.results_json,

@@ -41,11 +41,12 @@ HUNTING_ROLES = {"graph": "ThreatHunting.Read.All", "mde": "AdvancedQuery.Read.A
 KEYVAULT_SECRETS_GET = "KeyVault.Secrets.Get"
 ALL_ROLES: tuple[str, ...] = (
     "ThreatHunting.Read.All", "AdvancedQuery.Read.All", "AdvancedHunting.Read.All",
-    "SecurityAlert.ReadWrite.All", "SecurityIncident.ReadWrite.All",
-    "Machine.Read.All", "Machine.Isolate", "Machine.Scan", "Machine.CollectForensics",
+    "SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All", "SecurityIncident.Read.All",
+    "SecurityIncident.ReadWrite.All",
+    "Machine.Read.All", "Machine.ReadWrite.All", "Machine.Isolate", "Machine.Scan", "Machine.CollectForensics",
     "Machine.RestrictExecution", "Machine.StopAndQuarantine",
-    "Alert.ReadWrite.All", "Ti.ReadWrite.All", "File.Read.All", "Ip.Read.All", "User.Read.All",
-    "Incident.ReadWrite.All", KEYVAULT_SECRETS_GET,
+    "Alert.Read.All", "Alert.ReadWrite.All", "Ti.ReadWrite.All", "File.Read.All", "Ip.Read.All", "User.Read.All",
+    "Incident.Read.All", "Incident.ReadWrite.All", KEYVAULT_SECRETS_GET,
 )
 
 

@@ -1,16 +1,22 @@
 """A small subset of KQL: enough to shape hunting results, and to fail the way the service fails.
 
-Supported: ``let`` statements (tabular ones become aliases, scalar ones are ignored), comments, a
-table as the source, then pipes of ``take``/``limit``/``sample``, ``top N by``, ``project`` (with
-renames and computed columns), ``project-away``/``-keep``/``-rename``/``-reorder``, ``extend``,
-``order by``/``sort by``, ``summarize`` (count, countif, dcount, sum, avg, min, max, make_set,
-make_list, take_any, arg_max/arg_min; ``by`` columns and ``bin()``), ``count``, ``distinct`` and
-``getschema``. ``where``/``filter`` and other real operators (``join``, ``mv-expand``, ``parse`` ...)
-are accepted and ignored: the rows are synthetic anyway. Computed values are null unless they are
+Supported: ``let`` statements (tabular ones become aliases, scalar ones are values a ``where`` may
+use), comments, a table as the source, then pipes of ``where``/``filter`` (see
+:mod:`emulator.predicates` for the operators and functions), ``take``/``limit``/``sample``, ``top N
+by``, ``project`` (with renames and computed columns), ``project-away``/``-keep``/``-rename``/
+``-reorder``, ``extend``, ``order by``/``sort by``, ``summarize`` (count, countif, dcount, sum, avg,
+min, max, make_set, make_list, take_any, arg_max/arg_min; ``by`` columns and ``bin()``), ``count``,
+``distinct`` and ``getschema``. Other real operators (``join``, ``mv-expand``, ``parse`` ...) are
+accepted and ignored: the rows are synthetic anyway. Computed values are null unless they are
 literals; their types are guessed from the function name.
 
-The table yields as many rows as the first ``take``-like operator before any aggregation asks for
-(100 when there is none). Errors carry the service's messages (defender-api.md §2e).
+How many rows the table yields: as many as the first ``take``-like operator before any aggregation
+asks for (100 when there is none). When ``where`` filters before that point, the emulator generates
+the table until that many rows pass the filters, or until it has generated ``SCAN_ROWS`` (20,000)
+rows or the requested count, whichever is more: a filter that matches little returns what it found
+in that scan. Bounds that the leading ``where`` steps put on ``Timestamp`` (``>=``, ``<``,
+``between``, with ``datetime()``, ``ago()``, ``now()``) narrow the generated window, so every
+generated row is inside them. Errors carry the service's messages (defender-api.md §2e).
 """
 
 from __future__ import annotations
@@ -32,36 +38,50 @@ from .kqlsyntax import (
     split_top,
     strip_and_check,
 )
-from .operators import AGGREGATING, OPERATORS, SIZING, op_ignore, take_count
-from .tables import SCHEMAS, Row, generate
+from .operators import AGGREGATING, FILTERS, OPERATORS, SIZING, now_ticks, op_ignore, op_where, take_count
+from .predicates import Env, time_bounds
+from .tables import SCHEMAS, TICKS_PER_SECOND, Row, generate
 
 __all__ = ["MAX_ROWS", "RECOGNITION_ERROR", "RESULT_TOO_LARGE", "Frame", "KqlError", "Plan", "execute", "parse"]
 
+SCAN_ROWS = 20_000
+_TIME_COLUMN = "Timestamp"
 _NON_SOURCES = {"union", "search", "find", "datatable", "print", "range", "externaldata", "evaluate", "let"}
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A parsed query: the table, how many rows it yields, and the pipeline after it."""
+    """A parsed query: the table, how many rows it yields, the pipeline after it, and scalar ``let`` values."""
 
     table: str
     base_rows: int
     steps: tuple[tuple[str, str], ...]
+    lets: tuple[tuple[str, str], ...] = ()
 
     @property
     def cache_key(self) -> tuple:
         """Identifies the result: ignored operators do not change it."""
-        return (self.table, self.base_rows,
-                tuple((op, " ".join(a.split())) for op, a in self.steps if OPERATORS[op] is not op_ignore))
+        # Arguments are kept as written: folding whitespace would also fold it inside string literals.
+        return (self.table, self.base_rows, self.lets,
+                tuple((op, a.strip()) for op, a in self.steps if OPERATORS[op] is not op_ignore))
+
+    @property
+    def source_end(self) -> int:
+        """Index of the first step after which the row count is no longer the table's."""
+        for i, (op, _) in enumerate(self.steps):
+            if op in SIZING or op in AGGREGATING:
+                return i
+        return len(self.steps)
 
 
-def _segments(query: str) -> tuple[str, list[str]]:
-    """(source, pipe segments) of the query's last statement, with tabular ``let`` aliases expanded."""
+def _segments(query: str) -> tuple[str, list[str], dict[str, str]]:
+    """(source, pipe segments, scalar lets) of the query's last statement, tabular ``let`` aliases expanded."""
     text = strip_and_check(query)
     statements = [s.strip() for s in split_top(text, ";") if s.strip()]
     if not statements:
         raise KqlError(RECOGNITION_ERROR)
     aliases: dict[str, str] = {}
+    scalars: dict[str, str] = {}
     for stmt in statements[:-1]:
         m = re.fullmatch(r"let\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+)", stmt, re.S)
         if not m:
@@ -69,17 +89,21 @@ def _segments(query: str) -> tuple[str, list[str]]:
         first = IDENT.match(m.group(2).strip())
         if first and (first.group(0) in SCHEMAS or first.group(0) in aliases):
             aliases[m.group(1)] = m.group(2).strip()
+            scalars.pop(m.group(1), None)
+        else:
+            scalars[m.group(1)] = m.group(2).strip()
+            aliases.pop(m.group(1), None)
     body = statements[-1]
     segments = [s.strip() for s in split_top(body, "|")]
     for _ in range(10):  # aliases may refer to earlier aliases
         if segments[0] in aliases:
             segments = [s.strip() for s in split_top(aliases[segments[0]], "|")] + segments[1:]
-    return segments[0], segments[1:]
+    return segments[0], segments[1:], scalars
 
 
 def parse(query: str) -> Plan:
     """Parse and validate a query; raises :class:`KqlError` with the service's message."""
-    source, segments = _segments(query)
+    source, segments, scalars = _segments(query)
     if not source:
         raise KqlError(RECOGNITION_ERROR)
     word = source.split()[0] if source.split() else ""
@@ -108,18 +132,57 @@ def parse(query: str) -> Plan:
         if op in AGGREGATING:
             aggregated = True
         steps.append((op, args))
-    plan = Plan(table, DEFAULT_ROWS if base_rows is None else base_rows, tuple(steps))
-    _run(plan, [])  # resolve every column now, on no rows, so errors never depend on the data
+    plan = Plan(table, DEFAULT_ROWS if base_rows is None else base_rows, tuple(steps), tuple(scalars.items()))
+    # Resolve every column now, on no rows, so errors never depend on the data.
+    _steps(_table(plan, []), plan.steps, Env(now_ticks(), dict(plan.lets)))
     return plan
 
 
-def _run(plan: Plan, rows: list[Row]) -> Frame:
-    frame = Frame([Column(name, typ, i) for i, (name, typ) in enumerate(SCHEMAS[plan.table])], rows)
-    for op, args in plan.steps:
-        frame = OPERATORS[op](frame, args, op)
+def _table(plan: Plan, rows: list[Row]) -> Frame:
+    return Frame([Column(name, typ, i) for i, (name, typ) in enumerate(SCHEMAS[plan.table])], rows)
+
+
+def _steps(frame: Frame, steps: tuple[tuple[str, str], ...], env: Env) -> Frame:
+    for op, args in steps:
+        frame = op_where(frame, args, op, env) if op in FILTERS else OPERATORS[op](frame, args, op)
     return frame
 
 
-def execute(plan: Plan, start_ticks: int, end_ticks: int) -> Frame:
-    """Generate the table's rows for the window and run the pipeline over them."""
-    return _run(plan, generate(plan.table, plan.base_rows, start_ticks, end_ticks))
+def _window(plan: Plan, env: Env, start: int, end: int) -> tuple[int, int]:
+    """The window narrowed to the ``Timestamp`` bounds of the leading ``where`` steps, to whole seconds
+    (the generator seeds on seconds, so the same bounds give the same rows)."""
+    for op, args in plan.steps:
+        if op not in FILTERS:
+            break
+        low, high = time_bounds(args, _TIME_COLUMN, env)
+        if low is not None:
+            start = max(start, -(-low // TICKS_PER_SECOND) * TICKS_PER_SECOND)
+        if high is not None:
+            end = min(end, (high + 1) // TICKS_PER_SECOND * TICKS_PER_SECOND)  # rows are < end
+    return (start, end) if start < end else (0, 0)
+
+
+def execute(plan: Plan, start_ticks: int, end_ticks: int, now: int | None = None) -> Frame:
+    """Generate the table's rows for the window and run the pipeline over them.
+
+    ``now`` (ticks) is what ``ago()`` and ``now()`` count from; the current time by default.
+    """
+    env = Env(now_ticks() if now is None else now, dict(plan.lets))
+    start, end = _window(plan, env, start_ticks, end_ticks)
+    cut = plan.source_end
+    head, tail = plan.steps[:cut], plan.steps[cut:]
+    want = plan.base_rows
+    if not any(op in FILTERS for op, _ in head):
+        return _steps(_table(plan, generate(plan.table, want, start, end)), plan.steps, env)
+    # Filters before the table is sized: generate until enough rows pass them. Rows of a larger
+    # scan extend a smaller one's (same seed), so the first `want` matches never depend on the scan.
+    cap = max(SCAN_ROWS, want)
+    scan = min(cap, max(want, 1000))
+    while True:
+        frame = _steps(_table(plan, generate(plan.table, scan, start, end)), head, env)
+        found = len(frame.rows)
+        if found >= want or scan >= cap:
+            break
+        scan = min(cap, scan * 8 if not found else int(scan * want / found * 1.25) + 64)
+    frame.rows = frame.rows[:want]
+    return _steps(frame, tail, env)

@@ -17,6 +17,9 @@ def dumps(obj: Any) -> bytes:
 
 
 JSON_TYPE = "application/json; charset=utf-8"
+#: What Microsoft Graph declares on its JSON answers.
+GRAPH_JSON_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
+                   "charset=utf-8")
 
 
 @dataclass

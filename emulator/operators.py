@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from .kqlsyntax import (
     split_keyword,
     unresolved,
 )
+from .predicates import Env, compile_where
 from .summarize import op_summarize
 from .tables import NULL, Row, enc
 
@@ -173,9 +175,30 @@ def _op_getschema(frame: Frame, args: str, op: str) -> Frame:
                   Column("DataType", "String", 2), Column("ColumnType", "String", 3)], rows)
 
 
+def op_where(frame: Frame, args: str, op: str, env: Env | None = None) -> Frame:
+    """``where``/``filter``: keep the rows the predicate holds for (see :mod:`emulator.predicates`).
+
+    A predicate outside the emulator's subset keeps every row; unknown names and mismatched kinds fail
+    with the service's messages, on any data (the parse-time dry run has no rows).
+    """
+    if not args.strip():
+        raise KqlError(RECOGNITION_ERROR)
+    if env is None:
+        env = Env(now_ticks())
+    test = compile_where(args, frame, op, env)
+    if test is not None and frame.rows:
+        frame.rows = list(filter(test, frame.rows))
+    return frame
+
+
+def now_ticks() -> int:
+    """The current time in 100-ns ticks since the epoch."""
+    return time.time_ns() // 100
+
+
 def op_ignore(frame: Frame, args: str, op: str) -> Frame:
     """Accept a real operator the emulator does not model, leaving the rows as they are."""
-    if op in ("where", "filter", "as", "invoke", "mv-expand", "join", "lookup", "parse") and not args.strip():
+    if op in ("as", "invoke", "mv-expand", "join", "lookup", "parse") and not args.strip():
         raise KqlError(RECOGNITION_ERROR)
     return frame
 
@@ -185,8 +208,8 @@ OPERATORS: dict[str, Callable[[Frame, str, str], Frame]] = {
     "project": _op_project, "project-away": _op_project_away, "project-keep": _op_project_keep,
     "project-rename": _op_project_rename, "project-reorder": _op_project_reorder, "extend": _op_extend,
     "order": _op_order, "sort": _op_order, "summarize": op_summarize, "count": _op_count,
-    "distinct": _op_distinct, "getschema": _op_getschema,
-    **dict.fromkeys(("where", "filter", "serialize", "render", "as", "invoke", "mv-expand", "mv-apply", "parse",
+    "distinct": _op_distinct, "getschema": _op_getschema, "where": op_where, "filter": op_where,
+    **dict.fromkeys(("serialize", "render", "as", "invoke", "mv-expand", "mv-apply", "parse",
                      "parse-where", "parse-kv", "join", "lookup", "union", "evaluate", "make-series", "search",
                      "fork", "facet", "reduce", "partition", "scan", "top-nested", "top-hitters", "consume",
                      "sample-distinct"), op_ignore),
@@ -195,3 +218,4 @@ OPERATORS: dict[str, Callable[[Frame, str, str], Frame]] = {
 AGGREGATING = {"summarize", "count", "distinct", "make-series", "top-nested", "top-hitters", "getschema",
                 "reduce", "evaluate", "join", "union", "lookup", "mv-expand", "mv-apply", "fork", "facet"}
 SIZING = {"take", "limit", "sample", "top"}
+FILTERS = {"where", "filter"}

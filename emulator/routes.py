@@ -1,12 +1,29 @@
-"""Every route the emulator serves. Add new API operations here (see :meth:`Router.add`)."""
+"""Every route the emulator serves. Add new API operations here (see :meth:`Router.add`).
+
+Each route names its family (which host serves it and which error envelope it speaks), the application
+roles that allow it (any one of them; a 403 names them) and its quota bucket: hunting has its own
+quotas, and each family of entity APIs (machines, alerts, files, ...) counts 100 calls/minute on its own.
+"""
 
 from __future__ import annotations
 
-from . import entra, hunting, keyvault
+from . import alerts, entra, hunting, incidents, keyvault, machines
 from .identity import HUNTING_ROLES, KEYVAULT_SECRETS_GET
 from .routing import Router
 
 _TENANT = r"/(?P<tenant>[^/]+)"
+_GRAPH = r"/(?:v1\.0|beta)/security"
+_ID = r"(?P<id>[^/]+)"
+
+MACHINE_READ = ("Machine.Read.All", "Machine.ReadWrite.All")
+ALERT_READ = ("Alert.Read.All", "Alert.ReadWrite.All")
+ALERT_WRITE = ("Alert.ReadWrite.All",)
+GRAPH_ALERT_READ = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
+GRAPH_ALERT_WRITE = ("SecurityAlert.ReadWrite.All",)
+GRAPH_INCIDENT_READ = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
+GRAPH_INCIDENT_WRITE = ("SecurityIncident.ReadWrite.All",)
+INCIDENT_READ = ("Incident.Read.All", "Incident.ReadWrite.All")
+INCIDENT_WRITE = ("Incident.ReadWrite.All",)
 
 
 def build_router() -> Router:
@@ -19,10 +36,56 @@ def build_router() -> Router:
         r.add(method, _TENANT + r"/oauth2/v2\.0/token", "entra", entra.token, authenticated=False)
 
     # Advanced hunting, one route per API family.
-    r.add("POST", r"/(?:v1\.0|beta)/security/runHuntingQuery", "graph", hunting.run,
-          roles=(HUNTING_ROLES["graph"],), quota="hunting")
+    r.add("POST", _GRAPH + r"/runHuntingQuery", "graph", hunting.run, roles=(HUNTING_ROLES["graph"],),
+          quota="hunting")
     r.add("POST", r"/api/advancedqueries/run", "mde", hunting.run, roles=(HUNTING_ROLES["mde"],), quota="hunting")
     r.add("POST", r"/api/advancedhunting/run", "xdr", hunting.run, roles=(HUNTING_ROLES["xdr"],), quota="hunting")
+
+    # MDE entities (§3.2). findbyip first: it would otherwise match /api/machines/{id}.
+    r.add("GET", r"/api/machines", "mde", machines.list_machines, roles=MACHINE_READ, quota="machines")
+    r.add("GET", r"/api/machines/findbyip\(ip='(?P<ip>[^']*)',\s*timestamp=(?P<timestamp>[^)]*)\)", "mde",
+          machines.find_by_ip, roles=MACHINE_READ, quota="machines")
+    r.add("GET", r"/api/machines/" + _ID, "mde", machines.get_machine, roles=MACHINE_READ, quota="machines")
+    r.add("GET", r"/api/machines/" + _ID + r"/logonusers", "mde", machines.logon_users, roles=("User.Read.All",),
+          quota="machines")
+    r.add("GET", r"/api/machines/" + _ID + r"/alerts", "mde", alerts.machine_alerts, roles=ALERT_READ,
+          quota="machines")
+    r.add("GET", r"/api/files/(?P<hash>[^/]+)", "mde", machines.get_file, roles=("File.Read.All",), quota="files")
+    r.add("GET", r"/api/files/(?P<hash>[^/]+)/stats", "mde", machines.file_stats, roles=("File.Read.All",),
+          quota="files")
+    r.add("GET", r"/api/ips/(?P<ip>[^/]+)/stats", "mde", machines.ip_stats, roles=("Ip.Read.All",), quota="ips")
+    r.add("GET", r"/api/users/(?P<name>[^/]+)/machines", "mde", machines.user_machines, roles=MACHINE_READ,
+          quota="users")
+
+    # MDE alerts (§3.1).
+    r.add("GET", r"/api/alerts", "mde", alerts.list_mde_alerts, roles=ALERT_READ, quota="alerts")
+    r.add("GET", r"/api/alerts/" + _ID, "mde", alerts.get_mde_alert, roles=ALERT_READ, quota="alerts")
+    r.add("PATCH", r"/api/alerts/" + _ID, "mde", alerts.patch_mde_alert, roles=ALERT_WRITE, quota="alerts")
+
+    # Legacy M365D incidents (§4.1): their own token audience and a 50/minute quota.
+    r.add("GET", r"/api/incidents", "xdr", incidents.list_m365d_incidents, roles=INCIDENT_READ,
+          quota="m365d-incidents")
+    r.add("GET", r"/api/incidents/" + _ID, "xdr", incidents.get_m365d_incident, roles=INCIDENT_READ,
+          quota="m365d-incidents")
+    r.add("PATCH", r"/api/incidents/" + _ID, "xdr", incidents.patch_m365d_incident, roles=INCIDENT_WRITE,
+          quota="m365d-incidents")
+
+    # Graph security alerts_v2 and incidents (§4.2, §4.3).
+    r.add("GET", _GRAPH + r"/alerts_v2", "graph", alerts.list_graph_alerts, roles=GRAPH_ALERT_READ, quota="alerts")
+    r.add("GET", _GRAPH + r"/alerts_v2/" + _ID, "graph", alerts.get_graph_alert, roles=GRAPH_ALERT_READ,
+          quota="alerts")
+    r.add("PATCH", _GRAPH + r"/alerts_v2/" + _ID, "graph", alerts.patch_graph_alert, roles=GRAPH_ALERT_WRITE,
+          quota="alerts")
+    r.add("POST", _GRAPH + r"/alerts_v2/" + _ID + r"/comments", "graph", alerts.post_graph_alert_comment,
+          roles=GRAPH_ALERT_WRITE, quota="alerts")
+    r.add("GET", _GRAPH + r"/incidents", "graph", incidents.list_graph_incidents, roles=GRAPH_INCIDENT_READ,
+          quota="incidents")
+    r.add("GET", _GRAPH + r"/incidents/" + _ID, "graph", incidents.get_graph_incident, roles=GRAPH_INCIDENT_READ,
+          quota="incidents")
+    r.add("PATCH", _GRAPH + r"/incidents/" + _ID, "graph", incidents.patch_graph_incident,
+          roles=GRAPH_INCIDENT_WRITE, quota="incidents")
+    r.add("POST", _GRAPH + r"/incidents/" + _ID + r"/comments", "graph", incidents.post_graph_incident_comment,
+          roles=GRAPH_INCIDENT_WRITE, quota="incidents")
 
     # Key Vault secrets. The SDK asks for "/secrets/{name}/" (empty version) for the current version.
     r.add("GET", r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?", "keyvault", keyvault.get_secret,

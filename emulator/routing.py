@@ -153,7 +153,8 @@ def gate(ctx: Context, route: Route) -> Response | None:
     if route.roles and not info.roles.intersection(route.roles):
         return forbidden(ctx, route.roles)
     if route.quota and ctx.state.enforce_quotas:
-        retry_after = ctx.state.quotas.hit((info.tenant_id.lower(), route.family, route.quota))
+        tracker = ctx.state.quotas if route.quota == "hunting" else ctx.state.api_quotas
+        retry_after = tracker.hit((info.tenant_id.lower(), route.family, route.quota))
         if retry_after is not None:
             seconds, limit, window = retry_after
             return api_error(

@@ -7,6 +7,7 @@ the emulator (``emu.faults.add(...)``, ``emu.token_lifetime = 60``).
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from collections.abc import Iterable
@@ -17,7 +18,15 @@ from .identity import App, Directory, TokenRegistry
 from .quotas import QuotaTracker
 from .requestlog import RequestLog
 from .resultcache import ResultCache
+from .stores import Stores
 from .vault import SecretStore
+from .world import build_world, incident_for, make_alert, now_ticks
+
+#: Default number of items in one page of a list (a ``$top`` caps it further).
+PAGE_SIZE = 100
+# Seeded alerts are 1 ms apart, so their lastUpdateDateTime values are distinct and increasing.
+_SEED_STEP = 10_000
+_SEED_PER_INCIDENT = 25
 
 #: Key Vault secret seeded with the default app's client secret (handy for Key Vault-backed demos).
 DEFAULT_SECRET_NAME = "defender-client-secret"
@@ -32,7 +41,12 @@ class State:
     """Everything the handlers share, with a default tenant and an app holding every role.
 
     ``token_lifetime`` (seconds) sets ``expires_in`` for tokens issued from then on;
-    ``quotas.per_minute``/``per_hour`` tune hunting quotas; ``enforce_quotas=False`` turns them off.
+    ``quotas.per_minute``/``per_hour`` tune hunting quotas, ``api_quotas`` the entity APIs' (100/minute for
+    each family, 50 for legacy incidents); ``enforce_quotas=False`` turns them all off.
+
+    ``stores`` holds the seeded world (machines, files, IPs, alerts, incidents); ``page_size`` is the
+    largest page a list returns and ``next_link_base`` (None: the request's own scheme://host:port) the
+    origin put in ``@odata.nextLink``.
     """
 
     def __init__(self, enforce_quotas: bool = True, *, tenant_id: str | None = None, client_id: str | None = None,
@@ -44,6 +58,7 @@ class State:
         self.faults = FaultSet()
         self.requests = RequestLog()
         self.quotas = QuotaTracker()
+        self.api_quotas = QuotaTracker(100, 1500, limits={"m365d-incidents": (50, 1500)})
         self.secrets = SecretStore()
         self.results: ResultCache[Any] = ResultCache(_result_bytes)
         self.stop_event = threading.Event()
@@ -54,6 +69,11 @@ class State:
         self.client_id: str = app.client_id
         self.client_secret: str = app.client_secret or ""
         self.secrets.add(DEFAULT_SECRET_NAME, self.client_secret)
+
+        self.page_size = PAGE_SIZE
+        self.next_link_base: str | None = None
+        self._anchor = now_ticks()
+        self.stores = Stores(build_world(self._anchor))
 
     # ------------------------------------------------------------ scripting
 
@@ -74,8 +94,42 @@ class State:
         """Every token issued so far is expired from now on (the next API call with one gets 401)."""
         self.tokens.expire_all()
 
+    def seed_alerts(self, n: int) -> list[str]:
+        """Add ``n`` alerts (Graph alerts_v2 and MDE /api/alerts alike) newer than every other one, with
+        distinct, increasing ``lastUpdateDateTime`` values ending about now; returns their ids, oldest first.
+
+        They sit on the seeded machines and group 25 to an incident (new incidents).
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        alerts, incidents = self.stores.alerts, self.stores.incidents
+        machines = self.stores.machines.all()
+        first = alerts.next_seq(n)
+        start = max(alerts.latest() + 1, now_ticks() - n * _SEED_STEP)
+        next_incident = max((i.id for i in incidents.all()), default=1_999) + 1
+        rng = random.Random(first)
+        made = []
+        for i in range(n):
+            seq, when = first + i, start + i * _SEED_STEP
+            made.append(make_alert(rng, i, machines[(seq * 7) % len(machines)], when, when,
+                                   next_incident + i // _SEED_PER_INCIDENT, seq,
+                                   alert_id=f"da{638_500_000_000_000_000 + seq}_{seq * 2_654_435_761 % 2**31}"))
+        groups = [made[k:k + _SEED_PER_INCIDENT] for k in range(0, n, _SEED_PER_INCIDENT)]
+        seq = incidents.next_seq(len(groups))
+        alerts.add(made)
+        incidents.add(incident_for(g, g[0].incident_id, rng, seq + k) for k, g in enumerate(groups))
+        return [a.id for a in made]
+
+    def reset_world(self) -> None:
+        """Put machines, files, IPs, alerts and incidents back as seeded (undoing updates and seed_alerts)."""
+        self.stores.load(build_world(self._anchor))
+
     def reset(self) -> None:
-        """Clear faults, the request log and quota counters."""
+        """Clear faults, the request log and quota counters; restore the seeded world and the paging settings."""
         self.faults.clear()
         self.requests.clear()
         self.quotas.reset()
+        self.api_quotas.reset()
+        self.page_size = PAGE_SIZE
+        self.next_link_base = None
+        self.reset_world()
