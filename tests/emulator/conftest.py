@@ -23,3 +23,22 @@ def http(emu):
         session.verify = emu.ca_bundle
         yield session
     emu.faults.clear()
+
+
+RESOURCES = {"graph": "https://graph.microsoft.com", "mde": "https://api.securitycenter.microsoft.com",
+             "xdr": "https://api.security.microsoft.com"}
+
+
+def bearer(emu, http, api: str, client_id: str | None = None, secret: str | None = None) -> dict[str, str]:
+    """An Authorization header for ``api`` (graph | mde | xdr), from the emulator's token endpoint."""
+    r = http.post(f"{emu.base_url}/{emu.tenant_id}/oauth2/v2.0/token", data={
+        "client_id": client_id or emu.client_id, "client_secret": secret or emu.client_secret,
+        "scope": f"{RESOURCES[api]}/.default", "grant_type": "client_credentials"})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+def auth(emu, http):
+    """Authorization headers per API family for the default app: ``auth["graph"]``, ``auth["mde"]``, ``auth["xdr"]``."""
+    return {api: bearer(emu, http, api) for api in RESOURCES}
