@@ -7,6 +7,7 @@ import binascii
 import json
 from urllib.parse import parse_qsl, unquote_plus
 
+from .assertions import check as check_assertion
 from .context import Context
 from .envelopes import entra_error
 from .identity import resource_of_scope
@@ -128,6 +129,10 @@ def token(ctx: Context) -> Response:
             return entra_error(401, "invalid_client", 700027,
                                "Client assertion failed signature validation: no certificate is registered "
                                f"for app '{app.client_id}'.", req)
+        if app.certificates:
+            refusal = check_assertion(assertion, app.client_id, app.certificates)
+            if refusal is not None:
+                return entra_error(401, "invalid_client", refusal.aadsts, refusal.description, req)
     elif secret is None:
         return entra_error(401, "invalid_client", 7000218,
                            "The request body must contain the following parameter: 'client_assertion' "

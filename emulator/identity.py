@@ -18,6 +18,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
+from .assertions import load_certificates
+
+#: What ``add_app(certificate=...)`` takes: True, PEM text, DER bytes or certificate objects.
+CertificateSpec = bool | str | bytes | x509.Certificate | Iterable[x509.Certificate]
+
 # Resource (application ID URI) -> API family. Scopes are "<resource>/.default".
 RESOURCES: dict[str, str] = {
     "https://graph.microsoft.com": "graph",
@@ -63,14 +70,19 @@ def resource_of_scope(scope: str) -> str | None:
 
 @dataclass
 class App:
-    """An app registration (service principal) in one tenant."""
+    """An app registration (service principal) in one tenant.
+
+    ``certificate`` says the app signs in with a client assertion; ``certificates`` are the registered
+    certificates its signature is checked against (none registered: any well-formed assertion is accepted).
+    """
 
     tenant_id: str
     client_id: str
-    client_secret: str | None
+    client_secret: str | None = field(repr=False)
     certificate: bool
     roles: frozenset[str]
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -99,15 +111,21 @@ class Directory:
             return self._tenants.get(tenant_id.lower())
 
     def add_app(self, tenant_id: str, client_id: str, client_secret: str | None = None,
-                certificate: bool = False, roles: Iterable[str] | None = None) -> App:
-        """Register an app in a known tenant. Without a secret or certificate it gets a generated secret."""
+                certificate: CertificateSpec = False, roles: Iterable[str] | None = None) -> App:
+        """Register an app in a known tenant. Without a secret or certificate it gets a generated secret.
+
+        ``certificate`` is the certificate (PEM text, DER bytes, or ``x509.Certificate`` objects) whose key
+        must sign the app's client assertions; ``True`` registers a certificate app whose assertions are
+        accepted unchecked.
+        """
         tenant = self.tenant(tenant_id)
         if tenant is None:
             raise KeyError(f"unknown tenant {tenant_id!r}; call add_tenant first")
+        certificates = () if isinstance(certificate, bool) else load_certificates(certificate)
         if client_secret is None and not certificate:
             client_secret = "emu~" + secrets.token_urlsafe(24)
-        app = App(tenant.tenant_id, client_id, client_secret, certificate,
-                  frozenset(ALL_ROLES if roles is None else roles))
+        app = App(tenant.tenant_id, client_id, client_secret, bool(certificate),
+                  frozenset(ALL_ROLES if roles is None else roles), certificates=certificates)
         with self._lock:
             tenant.apps[client_id.lower()] = app
         return app

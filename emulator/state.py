@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .faults import FaultSet
-from .identity import App, Directory, TokenRegistry
+from .identity import App, CertificateSpec, Directory, TokenRegistry
 from .quotas import QuotaTracker
 from .requestlog import RequestLog
 from .resultcache import ResultCache
@@ -81,9 +81,14 @@ class State:
         """Register another tenant (GUID or domain name)."""
         self.directory.add_tenant(tenant_id)
 
-    def add_app(self, tenant_id: str, client_id: str, client_secret: str | None = None, certificate: bool = False,
-                roles: Iterable[str] | None = None) -> App:
-        """Register an app in a tenant; ``roles=None`` grants every role. Returns it (``.client_secret``)."""
+    def add_app(self, tenant_id: str, client_id: str, client_secret: str | None = None,
+                certificate: CertificateSpec = False, roles: Iterable[str] | None = None) -> App:
+        """Register an app in a tenant; ``roles=None`` grants every role. Returns it (``.client_secret``).
+
+        ``certificate``: the certificate (PEM text, DER bytes or ``x509.Certificate``) whose private key must
+        sign the app's client assertions (a bad signature is AADSTS700027); ``True`` accepts any well-formed
+        assertion.
+        """
         return self.directory.add_app(tenant_id, client_id, client_secret, certificate, roles)
 
     def add_secret(self, name: str, value: str, version: str | None = None) -> str:
