@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 venv: $(STAMP)
 
-# Pinned direct dependencies in pyproject.toml; every transitive version pinned in constraints.txt.
+# Compatible ranges in pyproject.toml; the exact version of every package (transitive too) in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'

@@ -68,6 +68,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from connector.errors import ServiceError
@@ -502,11 +503,24 @@ def _cast_datetimes(table: pa.Table, columns: list[tuple[str, str]], by_name: di
             continue
         index = table.schema.get_field_index(name)
         try:
+            if _years_near_ns_limits(table.column(index)):
+                raise pa.ArrowInvalid("a year outside 1678-2261")  # the per-value path knows exactly
             table = table.set_column(index, name, table.column(index).cast(_TIMESTAMP))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             by_name[name] = table.column(index).to_pylist()
             table = table.remove_column(index)
     return table
+
+
+def _years_near_ns_limits(column: pa.ChunkedArray) -> bool:
+    """True if a value's year is not within 1678-2261, where nanoseconds surely hold it.
+
+    Arrow before 20-something wraps such a value around silently in the cast to nanoseconds
+    (1601-01-01 became 2185-07-21) instead of refusing it, so this is checked first, as text.
+    """
+    year = pc.utf8_slice_codeunits(column, 0, 4)
+    outside = pc.or_(pc.less(year, "1678"), pc.greater(year, "2261"))
+    return bool(pc.any(outside).as_py())
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -684,8 +698,12 @@ def _to_datetime(values: list[Any], n: int, *, name: str = "", out_of_range: lis
     for v in values:
         if v is not None and not isinstance(v, str):
             raise _Unfit(f"{v!r} is not a date and time")
+    parsed = None
     try:
-        return pd.to_datetime(values, utc=True, format="ISO8601").as_unit("ns")
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601").as_unit("ns")
+        # pandas 2.3 turns a value just outside the range into NaT without a word: count them.
+        if int(parsed.isna().sum()) == sum(v is None or not v.strip() for v in values):
+            return parsed
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
         pass
     # Some value lies outside 1677-2262. Nanoseconds cannot hold it; rather than coarsen the whole
@@ -697,6 +715,8 @@ def _to_datetime(values: list[Any], n: int, *, name: str = "", out_of_range: lis
             kept[i] = None
             found.append({"column": name, "row": i, "value": v})
     if not found:
+        if parsed is not None:  # the NaTs were "NaT" or "null" sent as text
+            return parsed
         raise _Unfit("a value is out of range")
     log.warning(
         "Hunting column %r has %d value(s) outside pandas' nanosecond range (1677-09-21..2262-04-11), "
@@ -715,7 +735,7 @@ def _outside_ns(text: str) -> bool:
         return False
     try:
         stamp = pd.Timestamp(text)
-    except pd.errors.OutOfBoundsDatetime:
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):  # pandas 2.2 overflows at the very edge
         return True
     except ValueError:
         raise _Unfit(f"{text[:40]!r} is not a date and time") from None

@@ -364,11 +364,11 @@ def test_string_column_with_non_string_values_gets_their_json_text():
 def test_datetime_outside_the_nanosecond_range_costs_no_other_row_its_precision(far, caplog):
     # AD-derived columns use the FILETIME epoch (1601-01-01) for "never".
     rows = [{"T": far, "N": 1}, {"T": "2024-03-26T09:39:50.7688641Z", "N": 2}, {"T": None, "N": 3},
-            {"T": "1677-09-21T00:12:43.145224193Z", "N": 4}]
+            {"T": "1678-01-01T00:00:00.0000001Z", "N": 4}]
     with caplog.at_level(logging.WARNING, logger="connector.frames"):
         df, _ = hunting_frame(body_of([("T", "DateTime"), ("N", "Int64")], rows))
     assert str(df["T"].dtype) == "datetime64[ns, UTC]"
-    assert frame_ns(df["T"]) == [None, ns("2024-03-26T09:39:50.7688641Z"), None, pd.Timestamp.min.value]
+    assert frame_ns(df["T"]) == [None, ns("2024-03-26T09:39:50.7688641Z"), None, ns("1678-01-01T00:00:00.0000001Z")]
     assert df.attrs[frames.OUT_OF_RANGE] == [{"column": "T", "row": 0, "value": far}]
     assert df["N"].tolist() == [1, 2, 3, 4]
     assert [r.levelname for r in caplog.records] == ["WARNING"] and "'T'" in caplog.text and far[:19] in caplog.text
