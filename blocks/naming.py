@@ -34,11 +34,14 @@ def check_block_name(name: str, *, what: str = "Block name") -> str:
 class CheckedNameMixin:
     """Checks the name given to ``save``/``asave`` first, so a bad name gets :func:`check_block_name`'s message."""
 
-    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> UUID:
-        """Save as a block document; ``name`` must be lowercase letters, digits and dashes."""
+    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None, **kwargs: Any) -> UUID:
+        """Save as a block document; ``name`` must be lowercase letters, digits and dashes.
+
+        ``kwargs`` go to Prefect's ``save`` (``_sync=True`` forces the sync path inside a running loop).
+        """
         if name is not None:
             check_block_name(name, what=f"{self.get_block_type_name()} block name")
-        return super().save(name, overwrite=overwrite, client=client)
+        return super().save(name, overwrite=overwrite, client=client, **kwargs)
 
     async def asave(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> UUID:
         """Async :meth:`save`."""

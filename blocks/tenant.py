@@ -383,7 +383,7 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
             )
         return azure.identity.AzureCliCredential(tenant_id=self.tenant_id)
 
-    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> UUID:
+    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None, **kwargs: Any) -> UUID:
         """Save as a block document; an unsaved Key Vault reference is saved first as ``<name>-client-secret``.
 
         A named reference shows on the tenant's page as a link to the vault and secret; an embedded
@@ -393,8 +393,11 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
             for field in ("client_secret_ref", "certificate_ref"):
                 ref = getattr(self, field)
                 if ref is not None and ref._block_document_id is None:
-                    ref.save(f"{name}-{field.removesuffix('_ref').replace('_', '-')}", overwrite=overwrite, client=client)
-        return super().save(name, overwrite=overwrite, client=client)
+                    ref.save(
+                        f"{name}-{field.removesuffix('_ref').replace('_', '-')}", overwrite=overwrite, client=client,
+                        **kwargs,
+                    )
+        return super().save(name, overwrite=overwrite, client=client, **kwargs)
 
     async def asave(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> UUID:
         """Async :meth:`save`."""

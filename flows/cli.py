@@ -24,9 +24,22 @@ app = typer.Typer(
 app.add_typer(tenants_cli.app, name="tenants")
 
 
+SERVER_HINT = (
+    "Hint: no PREFECT_API_URL is set, so each command starts a temporary Prefect server (10-20 s). Start one "
+    "server ('prefect server start', UI at http://127.0.0.1:4200) and point the CLI at it: "
+    "prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Microsoft Defender hunting and response on Prefect. Blocks live in the Prefect server at PREFECT_API_URL."""
+    if ctx.resilient_parsing or ctx.invoked_subcommand is None:
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        typer.echo(SERVER_HINT, err=True)  # once per command, on stderr: stdout stays parseable
 
 
 def main() -> None:

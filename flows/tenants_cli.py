@@ -6,6 +6,8 @@ temporary local server for the command). No command prints a secret.
 
 from __future__ import annotations
 
+import inspect
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts hold [optional] parts and <placeholders>, not markup
 )
 
+IDENTITY_AUTH = ("managed_identity", "workload_identity", "azure_cli")
 TENANT_SLUG = "defender-tenant"
 KEY_VAULT_SLUG = "azure-key-vault-secret"
 DEFAULT_TEST_QUERY = "DeviceProcessEvents | take 1"
@@ -73,6 +76,8 @@ def import_config(
         typer.Argument(help="msticpyconfig.yaml (default: $MSTICPYCONFIG, else ./msticpyconfig.yaml).", show_default=False),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be created or updated; save nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Update existing blocks and accept warnings without asking.")] = False,
+    allow_custom_endpoints: Annotated[bool, typer.Option("--allow-custom-endpoints", help="Allow sign-in, API and Key Vault hosts that are not Microsoft's (a proxy, the emulator).")] = False,
     authority_host: Annotated[str | None, typer.Option(help="Override the sign-in host of every imported tenant (proxy, emulator).")] = None,
     api_root: Annotated[str | None, typer.Option(help="Override the API host of every imported tenant (proxy, emulator).")] = None,
     ca_bundle: Annotated[str | None, typer.Option(help="PEM file of CAs to trust, for every imported tenant.")] = None,
@@ -103,8 +108,17 @@ def import_config(
                 kv_sp_tenant_id, kv_sp_client_id, kv_sp_client_secret, kv_authority_host or authority_host,
                 kv_ca_bundle or ca_bundle, kv_managed_identity_client_id, kv_cache_ttl,
             ),
+            allow_custom_endpoints=allow_custom_endpoints,
         )
-        apply_plan(plan, dry_run=dry_run)
+        apply_plan(plan, dry_run=True)
+        changes = [f"{item.ref} exists and would be overwritten" for item in plan if item.status == "would update"]
+        warnings = changes + [w for item in plan for w in item.warnings]
+        if warnings and not dry_run and not overwrite:
+            for warning in warnings:
+                typer.echo(f"Warning: {warning}", err=True)
+            _confirm("Save anyway?", "pass --overwrite")
+        if not dry_run:
+            apply_plan(plan)
     tenants = sum(1 for item in plan if item.slug == TENANT_SLUG)
     typer.echo(("Dry run: nothing saved. " if dry_run else "") + f"{tenants} tenant(s) from {path or 'msticpyconfig.yaml'}:")
     for item in plan:
@@ -117,17 +131,48 @@ def import_config(
 
 @app.command("list")
 def list_tenants() -> None:
-    """List tenant blocks: name, tenant ID, API, cloud and where the secret comes from (never the secret)."""
+    """List tenant blocks: tenant ID, effective API and cloud, credential source, custom endpoints; marks blocks that do not load."""
     with cli_errors():
         documents = _tenant_documents()
-    if not documents:
-        typer.echo("No Defender tenant blocks. Create one with 'defender-soar tenants add' or 'tenants import'.")
-        return
-    rows = [
-        (doc.name, doc.data.get("tenant_id"), doc.data.get("api"), doc.data.get("cloud"), _secret_source(doc.data))
-        for doc in sorted(documents, key=lambda d: d.name or "")
-    ]
-    typer.echo(render_table(("NAME", "TENANT ID", "API", "CLOUD", "SECRET SOURCE"), rows))
+        if not documents:
+            typer.echo(
+                "No Defender tenants yet. Add one with 'defender-soar tenants add NAME --tenant-id ... --client-id ... "
+                "--client-secret -', or import msticpyconfig.yaml with 'defender-soar tenants import'."
+            )
+            return
+        rows = [_tenant_row(doc.name) for doc in sorted(documents, key=lambda d: d.name or "")]
+    typer.echo(render_table(("NAME", "TENANT ID", "API", "CLOUD", "CREDENTIAL", "ENDPOINTS", "STATUS"), rows))
+    if any(row[-1] != "ok" for row in rows):
+        typer.echo("Run 'defender-soar tenants test NAME' on a broken block to see which field to fix.")
+
+
+def _tenant_row(name: str) -> tuple[str, ...]:
+    """One row of 'tenants list', from the block as it loads (defaults applied), or marked broken."""
+    from urllib.parse import urlsplit
+
+    from blocks import DefenderTenant
+    from blocks.tenant import ENDPOINT_FIELDS
+
+    try:
+        tenant = DefenderTenant.load(name)
+    except ValueError as exc:
+        return (name, "", "", "", "", "", f"BROKEN: {_load_problem(exc)}")
+    custom = [urlsplit(getattr(tenant, f)).netloc for f in ENDPOINT_FIELDS if getattr(tenant, f)]
+    endpoints = ("custom allowed: " if tenant.allow_custom_endpoints else "overridden: ") + ", ".join(
+        dict.fromkeys(custom)) if custom else ("Microsoft's" + (" (custom allowed)" if tenant.allow_custom_endpoints else ""))
+    return (name, tenant.tenant_id, tenant.hunting_api, tenant.cloud, tenant.secret_source, endpoints, "ok")
+
+
+def _load_problem(exc: BaseException) -> str:
+    """Which field of a saved block does not validate, and what is wrong (never the value)."""
+    from pydantic import ValidationError
+
+    from blocks._messages import validation_message
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError):
+        return validation_message(cause)
+    return " ".join(str(exc).split())
 
 
 def _tenant_documents() -> list:
@@ -143,38 +188,32 @@ def _tenant_documents() -> list:
             return []
 
 
-def _secret_source(data: dict) -> str:
-    """Where a stored tenant's credential comes from, from the block document (secrets obfuscated)."""
-    for field, kind in (("client_secret", "client secret"), ("certificate", "certificate")):
-        if data.get(field):
-            return f"{kind} (in block)"
-        ref = data.get(f"{field}_ref")
-        if isinstance(ref, dict) and ref.get("vault_url"):
-            version = f"/{ref['secret_version']}" if ref.get("secret_version") else ""
-            return f"{kind} (Key Vault {ref['vault_url']}/secrets/{ref.get('secret_name')}{version})"
-    return "none"
+def _setting_parameter(f) -> inspect.Parameter:
+    """A CLI option for one plain setting of SETTING_FIELDS: ``--tenant-id``, ``--hunting-api`` (alias ``--api``)..."""
+    names = [f"--{f.name.replace('_', '-')}"] + [
+        f"--{a.replace('_', '-')}" for a in f.aliases if re.fullmatch(r"[a-z][a-z_]*", a) and "_" not in a
+    ]
+    kind = {"number": float, "integer": int}.get(f.kind, str)
+    help_text = f.description + (f" One of: {', '.join(f.choices)}." if f.choices else "")
+    option = typer.Option(*names, help=help_text, show_default=f.default is not None)
+    annotation = Annotated[kind if f.required else kind | None, option]
+    default = inspect.Parameter.empty if f.required else None
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-@app.command("add")
-def add_tenant(
-    name: NameArg,
-    tenant_id: Annotated[str, typer.Option(help="Entra tenant ID (GUID or contoso.onmicrosoft.com).")],
-    client_id: Annotated[str, typer.Option(help="Application (client) ID of the app registration.")],
+def _add_options(
+    *,
+    auth: Annotated[str | None, typer.Option(help="Sign-in method: client_secret, certificate (the app's, given below), or managed_identity, workload_identity, azure_cli (the worker's Azure identity; no secret).", rich_help_panel="Credential (exactly one)")] = None,
     client_secret: Annotated[str | None, typer.Option(help="Client secret value ('-' reads it from stdin, keeping it out of shell history).", rich_help_panel="Credential (exactly one)")] = None,
     client_secret_ref: Annotated[str | None, typer.Option(help="Client secret in Key Vault: https://<vault>.vault.azure.net/secrets/<name>[/<version>].", rich_help_panel="Credential (exactly one)")] = None,
     certificate: Annotated[Path | None, typer.Option(help="PEM (or DER) certificate file; its private key too unless --private-key. Stored in the block as PEM.", rich_help_panel="Credential (exactly one)")] = None,
     private_key: Annotated[Path | None, typer.Option(help="PEM private key file for --certificate.", rich_help_panel="Credential (exactly one)")] = None,
     certificate_ref: Annotated[str | None, typer.Option(help="PEM certificate + key in Key Vault: https://<vault>.vault.azure.net/secrets/<name>[/<version>].", rich_help_panel="Credential (exactly one)")] = None,
     certificate_passphrase: Annotated[str | None, typer.Option(help="Passphrase of an encrypted private key ('-' reads it from stdin).", rich_help_panel="Credential (exactly one)")] = None,
-    api: Annotated[str, typer.Option(help="graph (default), mde (alias MDATP) or m365d (alias XDR).")] = "graph",
-    cloud: Annotated[str, typer.Option(help="global, gcc, gcc-high or dod.")] = "global",
-    authority_host: Annotated[str | None, typer.Option(help="Override the sign-in host (https://...).")] = None,
-    api_root: Annotated[str | None, typer.Option(help="Override the API host (https://...).")] = None,
-    ca_bundle: Annotated[str | None, typer.Option(help="PEM file of CAs to trust (path on the worker).")] = None,
-    timeout: Annotated[float, typer.Option(help="Read timeout of one HTTP call, seconds.")] = 210.0,
+    allow_custom_endpoints: Annotated[bool, typer.Option("--allow-custom-endpoints", help="Allow sign-in, API and Key Vault hosts that are not Microsoft's (a proxy, the emulator). Shown by 'tenants list'.")] = False,
     hunting_per_minute: Annotated[int, typer.Option(min=1, help="Hunting queries per minute.", rich_help_panel="Rate limits")] = 45,
     hunting_per_hour: Annotated[int, typer.Option(min=1, help="Hunting queries per hour.", rich_help_panel="Rate limits")] = 1500,
-    api_per_minute: Annotated[int, typer.Option(min=1, help="Other API calls per minute.", rich_help_panel="Rate limits")] = 100,
+    api_per_minute: Annotated[int, typer.Option(min=1, help="Other API calls per minute, per resource.", rich_help_panel="Rate limits")] = 100,
     kv_sp_tenant_id: KvSpTenant = None,
     kv_sp_client_id: KvSpClient = None,
     kv_sp_client_secret: KvSpSecret = None,
@@ -184,66 +223,102 @@ def add_tenant(
     kv_cache_ttl: KvTtl = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing block of that name.")] = False,
 ) -> None:
+    """The options of 'tenants add' besides the plain settings (which come from SETTING_FIELDS)."""
+
+
+def add_tenant(name: str, **options) -> None:
     """Create a tenant block from flags. A Key Vault reference is saved as its own block, <name>-client-secret or <name>-certificate."""
+    from blocks import AzureKeyVaultSecret, DefenderTenant
+    from blocks.tenant import PLAIN_SETTINGS, TenantRateLimits, certificate_pem
+
+    o = options
     stdin_used: list[str] = []
-    client_secret = read_secret_option(client_secret, "--client-secret", stdin_used=stdin_used)
-    certificate_passphrase = read_secret_option(certificate_passphrase, "--certificate-passphrase", stdin_used=stdin_used)
-    kv_sp_client_secret = read_secret_option(kv_sp_client_secret, "--kv-sp-client-secret", stdin_used=stdin_used)
-    given = [n for n, v in (("--client-secret", client_secret), ("--client-secret-ref", client_secret_ref),
-                            ("--certificate", certificate), ("--certificate-ref", certificate_ref)) if v]
-    if len(given) != 1:
+    o["client_secret"] = read_secret_option(o["client_secret"], "--client-secret", stdin_used=stdin_used)
+    o["certificate_passphrase"] = read_secret_option(o["certificate_passphrase"], "--certificate-passphrase", stdin_used=stdin_used)
+    o["kv_sp_client_secret"] = read_secret_option(o["kv_sp_client_secret"], "--kv-sp-client-secret", stdin_used=stdin_used)
+    given = [n for n in ("client_secret", "client_secret_ref", "certificate", "certificate_ref") if o[n]]
+    flags = ", ".join("--" + n.replace("_", "-") for n in given)
+    if o["auth"] in IDENTITY_AUTH:
+        if given:
+            raise typer.BadParameter(f"--auth {o['auth']} uses the worker's Azure identity: drop {flags}", param_hint="--auth")
+    elif len(given) != 1:
         raise typer.BadParameter(
-            "give exactly one of --client-secret, --client-secret-ref, --certificate or --certificate-ref"
-            + (f" (got {', '.join(given)})" if given else ""),
+            "give exactly one of --client-secret, --client-secret-ref, --certificate or --certificate-ref, or "
+            "--auth managed_identity / workload_identity / azure_cli" + (f" (got {flags})" if given else ""),
             param_hint="credential",
         )
-    if private_key and not certificate:
+    if o["private_key"] and not o["certificate"]:
         raise typer.BadParameter("--private-key goes with --certificate", param_hint="--private-key")
-
-    from blocks import AzureKeyVaultSecret, DefenderTenant
-    from blocks.msticpy_import import load_or_none
-    from blocks.tenant import TenantRateLimits, certificate_pem
 
     with cli_errors():
         kv_auth = _keyvault_auth(
-            kv_sp_tenant_id, kv_sp_client_id, kv_sp_client_secret, kv_authority_host or authority_host,
-            kv_ca_bundle or ca_bundle,
-            kv_managed_identity_client_id, kv_cache_ttl,
+            o["kv_sp_tenant_id"], o["kv_sp_client_id"], o["kv_sp_client_secret"],
+            o["kv_authority_host"] or o["authority_host"], o["kv_ca_bundle"] or o["ca_bundle"],
+            o["kv_managed_identity_client_id"], o["kv_cache_ttl"],
         )
-        values: dict = {}
+        if o["allow_custom_endpoints"]:
+            kv_auth["allow_custom_endpoints"] = True
+        values: dict = {k: o[k] for k in PLAIN_SETTINGS if o.get(k) is not None}
         kv_blocks: list[tuple[str, AzureKeyVaultSecret]] = []
-        if client_secret:
-            values["client_secret"] = client_secret
-        elif certificate:
-            values["certificate"] = certificate_pem(str(certificate), str(private_key) if private_key else None, tenant_id=tenant_id)
-        else:
-            field = "client_secret" if client_secret_ref else "certificate"
-            ref = AzureKeyVaultSecret.from_secret_id(client_secret_ref or certificate_ref, **kv_auth)
+        if o["client_secret"]:
+            values["client_secret"] = o["client_secret"]
+        elif o["certificate"]:
+            values["certificate"] = certificate_pem(
+                str(o["certificate"]), str(o["private_key"]) if o["private_key"] else None, tenant_id=o["tenant_id"]
+            )
+        elif given:
+            field = "client_secret" if o["client_secret_ref"] else "certificate"
+            ref = AzureKeyVaultSecret.from_secret_id(o["client_secret_ref"] or o["certificate_ref"], **kv_auth)
             kv_blocks.append((f"{name}-{field.replace('_', '-')}", ref))
             values[f"{field}_ref"] = ref
         tenant = DefenderTenant(
-            tenant_id=tenant_id, client_id=client_id, certificate_passphrase=certificate_passphrase, api=api,
-            cloud=cloud, authority_host=authority_host, api_root=api_root, ca_bundle=ca_bundle, timeout=timeout,
+            auth=o["auth"], certificate_passphrase=o["certificate_passphrase"],
+            allow_custom_endpoints=o["allow_custom_endpoints"],
             rate_limits=TenantRateLimits(
-                hunting_per_minute=hunting_per_minute, hunting_per_hour=hunting_per_hour, api_per_minute=api_per_minute
+                hunting_per_minute=o["hunting_per_minute"], hunting_per_hour=o["hunting_per_hour"],
+                api_per_minute=o["api_per_minute"],
             ),
             **values,
         )
-        if not overwrite:
+        if not o["overwrite"]:
             for cls, block_name in [(DefenderTenant, name)] + [(AzureKeyVaultSecret, n) for n, _ in kv_blocks]:
-                if load_or_none(cls, block_name) is not None:
+                if _exists(cls, block_name):
                     raise ValueError(
                         f"Block {cls.get_block_type_slug()}/{block_name} already exists; pass --overwrite to replace it."
                     )
         for block_name, ref in kv_blocks:
-            ref.save(block_name, overwrite=overwrite)
+            ref.save(block_name, overwrite=o["overwrite"])
             typer.echo(f"Saved {KEY_VAULT_SLUG}/{block_name}: {ref.secret_id}, read with {ref.auth_method}")
-        tenant.save(name, overwrite=overwrite)
+        tenant.save(name, overwrite=o["overwrite"])
     typer.echo(
-        f"Saved {TENANT_SLUG}/{name}: tenant {tenant.tenant_id}, api {tenant.api}, cloud {tenant.cloud}, "
-        f"{tenant.secret_source}."
+        f"Saved {TENANT_SLUG}/{name}: tenant {tenant.tenant_id}, api {tenant.hunting_api}, cloud {tenant.cloud}, "
+        f"{tenant.secret_source}" + (", custom endpoints allowed" if tenant.allow_custom_endpoints else "") + "."
     )
     typer.echo(f"Check it with: defender-soar tenants test {name}")
+
+
+def _exists(cls, name: str) -> bool:
+    """A block of that type and name is saved (whether or not it still loads)."""
+    from blocks.msticpy_import import load_or_none
+
+    try:
+        return load_or_none(cls, name) is not None
+    except ValueError:
+        return True
+
+
+def _add_signature() -> inspect.Signature:
+    from blocks.tenant import PLAIN_SETTINGS
+    from connector.settings import FIELDS_BY_NAME
+
+    name = inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=NameArg)
+    settings = [_setting_parameter(FIELDS_BY_NAME[n]) for n in PLAIN_SETTINGS]
+    return inspect.Signature([name, *settings, *inspect.signature(_add_options, eval_str=True).parameters.values()])
+
+
+# The plain settings' options are derived from SETTING_FIELDS (a new setting is a new option, with no edit here).
+add_tenant.__signature__ = _add_signature()
+app.command("add")(add_tenant)
 
 
 @app.command("test")
@@ -287,6 +362,17 @@ def test_tenant(
     typer.echo(f"OK: {TENANT_SLUG}/{name} works with the {settings.api} API.")
 
 
+def _confirm(question: str, how_to_skip: str) -> None:
+    """Ask on the terminal; without one (or on 'no') stop with exit code 1 and say how to skip the question."""
+    try:
+        if typer.confirm(question, default=False, err=True):
+            return
+    except (typer.Abort, EOFError):  # no terminal (CI, a pipe): the answer is no
+        typer.echo("", err=True)
+    typer.echo(f"Nothing changed. To go ahead without this question, {how_to_skip}.", err=True)
+    raise typer.Exit(EXIT_FAILED)
+
+
 def _ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
@@ -296,7 +382,13 @@ def _load_tenant(name: str):
     from blocks.msticpy_import import load_or_none
     from connector.errors import ConfigurationError
 
-    tenant = load_or_none(DefenderTenant, name)
+    try:
+        tenant = load_or_none(DefenderTenant, name)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"Block {TENANT_SLUG}/{name} does not load: {_load_problem(exc)}. Fix that field on the block's page in "
+            f"the Prefect UI, or replace the block with 'defender-soar tenants add {name} ... --overwrite'."
+        ) from None
     if tenant is None:
         raise ConfigurationError(f"No {TENANT_SLUG} block named {name!r}; see 'defender-soar tenants list'.")
     return tenant
@@ -308,8 +400,12 @@ def remove_tenant(
     keep_key_vault_blocks: Annotated[
         bool, typer.Option("--keep-key-vault-blocks", help="Keep the <name>-client-secret / <name>-certificate Key Vault blocks.")
     ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a tenant block, and the Key Vault reference blocks created for it by 'add' or 'import'."""
+    """Delete a tenant block, and the Key Vault reference blocks created for it by 'add' or 'import'. Asks first unless --yes."""
+    if not yes:
+        _confirm(f"Delete {TENANT_SLUG}/{name}" + ("" if keep_key_vault_blocks else " and its Key Vault reference blocks")
+                 + "?", "pass --yes")
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

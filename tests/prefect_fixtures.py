@@ -80,3 +80,63 @@ def _no_default_azure_credential(monkeypatch):
         raise AssertionError("DefaultAzureCredential must not run in tests; use the service-principal fields")
 
     monkeypatch.setattr(azure.identity.DefaultAzureCredential, "__init__", refuse)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """A real ``prefect server start`` (UI included) on a free loopback port, with its own PREFECT_HOME.
+
+    Prefect settings point at it for the module; it is stopped by PID afterwards. ~15 s to start.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=f"{url}/api",
+               PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false", PREFECT_LOGGING_LEVEL="WARNING")
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)  # poll interval, bounded by the deadline above
+        from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+        with pytest.MonkeyPatch.context() as mp, temporary_settings(
+            updates={PREFECT_API_URL: f"{url}/api", PREFECT_HOME: str(home)}
+        ):
+            mp.setenv("PREFECT_API_URL", f"{url}/api")
+            mp.setenv("PREFECT_HOME", str(home))
+            yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()

@@ -48,7 +48,8 @@ def run(*args: str, input: str | None = None):
 
 
 def emulator_flags(emu) -> list[str]:
-    return ["--authority-host", emu.base_url, "--api-root", emu.base_url, "--ca-bundle", emu.ca_bundle]
+    return ["--authority-host", emu.base_url, "--api-root", emu.base_url, "--ca-bundle", emu.ca_bundle,
+            "--allow-custom-endpoints"]
 
 
 def kv_flags(emu) -> list[str]:
@@ -111,7 +112,8 @@ def test_import_three_instances_then_test_each(emu, three_tenants, monkeypatch, 
     rows = {line.split()[0]: line for line in listed.output.splitlines()[2:]}
     assert ids["tid2"] in rows["tenant2"] and "mde" in rows["tenant2"]
     assert "Key Vault" in rows["tenant2"] and "tenant2-defender-secret" in rows["tenant2"]
-    assert "client secret (in block)" in rows["tenant3"] and "graph" in rows["default"]
+    assert "client secret (stored in the block)" in rows["tenant3"] and "graph" in rows["default"]
+    assert all(row.endswith(" ok") and "custom allowed: 127.0.0.1:" in row for row in rows.values())
 
     for name, api in (("default", "graph"), ("tenant2", "mde"), ("tenant3", "graph")):
         tested = run("tenants", "test", name)
@@ -121,7 +123,12 @@ def test_import_three_instances_then_test_each(emu, three_tenants, monkeypatch, 
         assert "token:     ok (" in tested.output and "1 row(s) in" in tested.output and "OK:" in tested.output
 
     monkeypatch.setenv("TENANT3_SECRET", "rotated")
-    rotated = run(*args)
+    refused = run(*args)  # an overwrite is confirmed first; no terminal here: nothing changes
+    outputs.append(refused.output)
+    assert refused.exit_code == 1 and "defender-tenant/tenant3 exists and would be overwritten" in refused.output
+    assert "pass --overwrite" in refused.output
+    assert DefenderTenant.load("tenant3").client_secret.get_secret_value() == CANARY
+    rotated = run(*args, "--overwrite")
     outputs.append(rotated.output)
     assert "updated       defender-tenant/tenant3" in rotated.output
     assert "unchanged     defender-tenant/default" in rotated.output
@@ -158,13 +165,13 @@ def test_add_test_remove_and_failures(emu, all_logs):
     assert failed.exit_code == 1
     assert "FAILED: AuthenticationError:" in failed.output and emu.tenant_id in failed.output
 
-    removed = run("tenants", "remove", "acme")
+    removed = run("tenants", "remove", "acme", "--yes")
     assert removed.exit_code == 0, removed.output
     assert "Removed defender-tenant/acme" in removed.output and "Removed azure-key-vault-secret/acme-client-secret" in removed.output
     assert load_or_none(AzureKeyVaultSecret, "acme-client-secret") is None
     gone = run("tenants", "test", "acme")
     assert gone.exit_code == 1 and "FAILED: ConfigurationError: No defender-tenant block named 'acme'" in gone.output
-    assert run("tenants", "remove", "acme").exit_code == 1
+    assert run("tenants", "remove", "acme", "--yes").exit_code == 1
 
     for text in outputs + [all_logs.text]:
         assert CANARY not in text
@@ -183,9 +190,9 @@ def test_usage_errors_exit_2_with_the_rule():
 
 def test_import_errors_are_one_line(tmp_path, monkeypatch):
     path = tmp_path / "msticpyconfig.yaml"
-    path.write_text(CONFIG.format(base="https://127.0.0.1:9", secret=CANARY, tid1="t1", cid1="c1", tid2="t2",
-                                  cid2="c2", tid3="t3", cid3="c3"))
-    result = run("tenants", "import", str(path), "--dry-run")  # TENANT3_SECRET is not set: fails before any save
+    ids = {f"{k}{n}": str(uuid.uuid4()) for k in ("tid", "cid") for n in (1, 2, 3)}
+    path.write_text(CONFIG.format(base="https://127.0.0.1:9", secret=CANARY, **ids))
+    result = run("tenants", "import", str(path), "--dry-run", "--allow-custom-endpoints")  # TENANT3_SECRET is not set: fails before any save
     assert result.exit_code == 1
     assert result.output.strip() == (
         "ConfigurationError: Environment variable TENANT3_SECRET (named in msticpyconfig.yaml) is not set."
