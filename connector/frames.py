@@ -515,8 +515,8 @@ def _cast_datetimes(table: pa.Table, columns: list[tuple[str, str]], by_name: di
 def _years_near_ns_limits(column: pa.ChunkedArray) -> bool:
     """True if a value's year is not within 1678-2261, where nanoseconds surely hold it.
 
-    Arrow before 20-something wraps such a value around silently in the cast to nanoseconds
-    (1601-01-01 became 2185-07-21) instead of refusing it, so this is checked first, as text.
+    Older Arrow (15, the oldest supported) wraps such a value around silently in the cast to
+    nanoseconds instead of refusing it, so this is checked first, on the text.
     """
     year = pc.utf8_slice_codeunits(column, 0, 4)
     outside = pc.or_(pc.less(year, "1678"), pc.greater(year, "2261"))
