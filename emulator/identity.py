@@ -130,6 +130,11 @@ class Directory:
             tenant.apps[client_id.lower()] = app
         return app
 
+    def secrets(self) -> list[str]:
+        """Every registered client secret (so logs can scrub them)."""
+        with self._lock:
+            return [a.client_secret for t in self._tenants.values() for a in t.apps.values() if a.client_secret]
+
     def app(self, tenant_id: str, client_id: str) -> App | None:
         """The app registered under that client id in that tenant, or None."""
         tenant = self.tenant(tenant_id)

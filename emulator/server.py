@@ -134,8 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.track(self.connection, add=False)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        """Route http.server's access log to logging at debug level."""
+        """Route http.server's messages to logging at debug level."""
         log.debug("%s " + format, self.address_string(), *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log method, path and status only: a query string may carry a credential."""
+        path = urlsplit(self.path).path if hasattr(self, "path") else "-"
+        log.debug("%s %s %s %s", self.address_string(), getattr(self, "command", "-"), path, code)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = lambda self: self._serve()  # noqa: E731
 
@@ -252,12 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
         raise AssertionError(f"unhandled fault kind {kind}")
 
     def _record(self, req: Request, status: int, fault: Fault | None) -> None:
-        headers = dict(req.headers)
-        if "authorization" in headers:
-            scheme = headers["authorization"].split(" ", 1)[0]
-            headers["authorization"] = f"{scheme} <redacted>"
-        self.server.state.requests.append(RequestRecord(
-            req.method, req.path, req.query, headers, req.body, status, fault.kind if fault else None))
+        state = self.server.state
+        state.requests.append(RequestRecord.redacted(
+            req.method, req.path, req.query, req.headers, req.body, status, fault.kind if fault else None,
+            known_secrets=state.directory.secrets()))
 
     # ------------------------------------------------------------ writing
 
