@@ -12,7 +12,7 @@ literals; their types are guessed from the function name.
 
 How many rows the table yields: as many as the first ``take``-like operator before any aggregation
 asks for (100 when there is none). When ``where`` filters before that point, the emulator generates
-the table until that many rows pass the filters, or until it has generated ``SCAN_ROWS`` (20,000)
+the table until that many rows pass the filters, or until it has generated ``SCAN_ROWS`` (10,000)
 rows or the requested count, whichever is more: a filter that matches little returns what it found
 in that scan. Bounds that the leading ``where`` steps put on ``Timestamp`` (``>=``, ``<``,
 ``between``, with ``datetime()``, ``ago()``, ``now()``) narrow the generated window, so every
@@ -38,13 +38,26 @@ from .kqlsyntax import (
     split_top,
     strip_and_check,
 )
-from .operators import AGGREGATING, FILTERS, OPERATORS, SIZING, now_ticks, op_ignore, op_where, take_count
+from .operators import (
+    AGGREGATING,
+    FILTERS,
+    JOINS,
+    OPERATORS,
+    SIZING,
+    now_ticks,
+    op_ignore,
+    op_join,
+    op_where,
+    parse_join,
+    take_count,
+)
 from .predicates import Env, time_bounds
 from .tables import SCHEMAS, TICKS_PER_SECOND, Row, generate
 
 __all__ = ["MAX_ROWS", "RECOGNITION_ERROR", "RESULT_TOO_LARGE", "Frame", "KqlError", "Plan", "execute", "parse"]
 
-SCAN_ROWS = 20_000
+SCAN_ROWS = 10_000
+JOIN_ROWS = 10_000  # rows the right side of a join yields when it has no take of its own
 _TIME_COLUMN = "Timestamp"
 _NON_SOURCES = {"union", "search", "find", "datatable", "print", "range", "externaldata", "evaluate", "let"}
 
@@ -57,6 +70,7 @@ class Plan:
     base_rows: int
     steps: tuple[tuple[str, str], ...]
     lets: tuple[tuple[str, str], ...] = ()
+    subplans: tuple[Plan | None, ...] = ()  # per step: the right side of a join or lookup
 
     @property
     def cache_key(self) -> tuple:
@@ -74,8 +88,8 @@ class Plan:
         return len(self.steps)
 
 
-def _segments(query: str) -> tuple[str, list[str], dict[str, str]]:
-    """(source, pipe segments, scalar lets) of the query's last statement, tabular ``let`` aliases expanded."""
+def _statements(query: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(last statement, tabular ``let`` aliases, scalar ``let`` values) of a query."""
     text = strip_and_check(query)
     statements = [s.strip() for s in split_top(text, ";") if s.strip()]
     if not statements:
@@ -93,17 +107,29 @@ def _segments(query: str) -> tuple[str, list[str], dict[str, str]]:
         else:
             scalars[m.group(1)] = m.group(2).strip()
             aliases.pop(m.group(1), None)
-    body = statements[-1]
+    return statements[-1], aliases, scalars
+
+
+def _segments(body: str, aliases: dict[str, str]) -> tuple[str, list[str]]:
+    """(source, pipe segments) of a tabular expression, with ``let`` aliases expanded."""
     segments = [s.strip() for s in split_top(body, "|")]
     for _ in range(10):  # aliases may refer to earlier aliases
         if segments[0] in aliases:
             segments = [s.strip() for s in split_top(aliases[segments[0]], "|")] + segments[1:]
-    return segments[0], segments[1:], scalars
+    return segments[0], segments[1:]
 
 
 def parse(query: str) -> Plan:
     """Parse and validate a query; raises :class:`KqlError` with the service's message."""
-    source, segments, scalars = _segments(query)
+    body, aliases, scalars = _statements(query)
+    plan = _plan(body, aliases, scalars, DEFAULT_ROWS)
+    # Resolve every column now, on no rows, so errors never depend on the data.
+    _steps(_table(plan, []), plan, Env(now_ticks(), dict(plan.lets)), None)
+    return plan
+
+
+def _plan(body: str, aliases: dict[str, str], scalars: dict[str, str], default_rows: int) -> Plan:
+    source, segments = _segments(body, aliases)
     if not source:
         raise KqlError(RECOGNITION_ERROR)
     word = source.split()[0] if source.split() else ""
@@ -115,6 +141,7 @@ def parse(query: str) -> Plan:
     if table not in SCHEMAS:
         raise KqlError(f"Failed to resolve table or column expression named '{table}'")
     steps: list[tuple[str, str]] = []
+    subplans: list[Plan | None] = []
     base_rows: int | None = None
     aggregated = False
     for segment in segments:
@@ -131,20 +158,36 @@ def parse(query: str) -> Plan:
                 base_rows = n
         if op in AGGREGATING:
             aggregated = True
+        sub = None
+        if op in JOINS:
+            right = parse_join(args, op).right
+            right_body = right[1:-1] if right.startswith("(") else right
+            sub = _plan(right_body, aliases, scalars, JOIN_ROWS)
         steps.append((op, args))
-    plan = Plan(table, DEFAULT_ROWS if base_rows is None else base_rows, tuple(steps), tuple(scalars.items()))
-    # Resolve every column now, on no rows, so errors never depend on the data.
-    _steps(_table(plan, []), plan.steps, Env(now_ticks(), dict(plan.lets)))
-    return plan
+        subplans.append(sub)
+    return Plan(table, default_rows if base_rows is None else base_rows, tuple(steps), tuple(scalars.items()),
+                tuple(subplans))
 
 
 def _table(plan: Plan, rows: list[Row]) -> Frame:
     return Frame([Column(name, typ, i) for i, (name, typ) in enumerate(SCHEMAS[plan.table])], rows)
 
 
-def _steps(frame: Frame, steps: tuple[tuple[str, str], ...], env: Env) -> Frame:
-    for op, args in steps:
-        frame = op_where(frame, args, op, env) if op in FILTERS else OPERATORS[op](frame, args, op)
+def _steps(frame: Frame, plan: Plan, env: Env, window: tuple[int, int] | None,
+           start: int = 0, stop: int | None = None) -> Frame:
+    """Run ``plan.steps[start:stop]``; ``window`` None is the parse-time dry run (joins see no rows)."""
+    for i in range(start, len(plan.steps) if stop is None else stop):
+        op, args = plan.steps[i]
+        if op in FILTERS:
+            frame = op_where(frame, args, op, env)
+        elif op in JOINS:
+            sub = plan.subplans[i]
+            assert sub is not None
+            right = (_steps(_table(sub, []), sub, Env(env.now_ticks, dict(sub.lets)), None) if window is None
+                     else execute(sub, *window, now=env.now_ticks))
+            frame = op_join(frame, args, op, right)
+        else:
+            frame = OPERATORS[op](frame, args, op)
     return frame
 
 
@@ -165,24 +208,26 @@ def _window(plan: Plan, env: Env, start: int, end: int) -> tuple[int, int]:
 def execute(plan: Plan, start_ticks: int, end_ticks: int, now: int | None = None) -> Frame:
     """Generate the table's rows for the window and run the pipeline over them.
 
-    ``now`` (ticks) is what ``ago()`` and ``now()`` count from; the current time by default.
+    ``now`` (ticks) is what ``ago()`` and ``now()`` count from; the current time by default. The right
+    side of a ``join`` runs over the same window.
     """
     env = Env(now_ticks() if now is None else now, dict(plan.lets))
+    window = (start_ticks, end_ticks)
     start, end = _window(plan, env, start_ticks, end_ticks)
     cut = plan.source_end
-    head, tail = plan.steps[:cut], plan.steps[cut:]
     want = plan.base_rows
-    if not any(op in FILTERS for op, _ in head):
-        return _steps(_table(plan, generate(plan.table, want, start, end)), plan.steps, env)
+    if not any(op in FILTERS for op, _ in plan.steps[:cut]):
+        return _steps(_table(plan, generate(plan.table, want, start, end)), plan, env, window)
     # Filters before the table is sized: generate until enough rows pass them. Rows of a larger
     # scan extend a smaller one's (same seed), so the first `want` matches never depend on the scan.
     cap = max(SCAN_ROWS, want)
     scan = min(cap, max(want, 1000))
     while True:
-        frame = _steps(_table(plan, generate(plan.table, scan, start, end)), head, env)
+        frame = _steps(_table(plan, generate(plan.table, scan, start, end)), plan, env, window, 0, cut)
         found = len(frame.rows)
         if found >= want or scan >= cap:
             break
-        scan = min(cap, scan * 8 if not found else int(scan * want / found * 1.25) + 64)
+        # None found in a scan of 1,000 or more means fewer than 1 in 1,000 match: go to the cap at once.
+        scan = cap if not found else min(cap, int(scan * want / found * 1.25) + 64)
     frame.rows = frame.rows[:want]
-    return _steps(frame, tail, env)
+    return _steps(frame, plan, env, window, cut)

@@ -9,6 +9,8 @@ import fnmatch
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from .frames import Column, Frame, auto_name, computed, decode
@@ -196,9 +198,118 @@ def now_ticks() -> int:
     return time.time_ns() // 100
 
 
+JOINS = {"join", "lookup"}
+_JOIN_KINDS = {"innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftsemi", "leftanti", "anti",
+               "leftantisemi", "rightsemi", "rightanti", "rightantisemi"}
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """``join kind=K (right) on keys``: the kind, the right side as written, and (left, right) key columns."""
+
+    kind: str
+    right: str
+    keys: tuple[tuple[str, str], ...]
+
+
+def parse_join(args: str, op: str) -> JoinSpec:
+    """The parts of a ``join`` or ``lookup``; raises the recognition error for anything else."""
+    before, on = split_keyword(args.strip(), "on")
+    if on is None or not on.strip():
+        raise KqlError(RECOGNITION_ERROR)
+    kind = "innerunique" if op == "join" else "leftouter"
+    rest = before.strip()
+    while m := re.match(r"(kind|hint\.[A-Za-z_]+|withsource)\s*=\s*([A-Za-z_][A-Za-z0-9_]*)\s*", rest):
+        if m.group(1) == "kind":
+            kind = m.group(2)
+        rest = rest[m.end():]
+    right = rest.strip()
+    if not right or not (is_ident(right) or (right.startswith("(") and right.endswith(")"))):
+        raise KqlError(RECOGNITION_ERROR)
+    if kind not in _JOIN_KINDS or (op == "lookup" and kind not in ("leftouter", "inner")):
+        raise KqlError(f"'{op}' operator: the join kind '{kind}' is not supported.")
+    keys: list[tuple[str, str]] = []
+    for item in items(on):
+        m = re.fullmatch(r"\$(left|right)\.([A-Za-z_][A-Za-z0-9_]*)\s*==\s*\$(left|right)\.([A-Za-z_][A-Za-z0-9_]*)",
+                         item)
+        if m and {m.group(1), m.group(3)} == {"left", "right"}:
+            keys.append((m.group(2), m.group(4)) if m.group(1) == "left" else (m.group(4), m.group(2)))
+        elif is_ident(item):
+            keys.append((name_of(item), name_of(item)))
+        else:
+            raise KqlError(RECOGNITION_ERROR)
+    return JoinSpec(kind, right, tuple(keys))
+
+
+def op_join(frame: Frame, args: str, op: str, right: Frame) -> Frame:
+    """``join``/``lookup`` of the frame with ``right`` (the right side, already run) on equal key cells.
+
+    Columns: the left's, then the right's, a right name already taken getting a ``1`` (``2``...) suffix
+    as Kusto does; ``lookup`` leaves out the right's key columns; semi and anti joins keep one side.
+    """
+    spec = parse_join(args, op)
+    left, right = frame.materialize(), right.materialize()
+    lkeys = [left.index(op, a) for a, _ in spec.keys]
+    rkeys = [right.index(op, b) for _, b in spec.keys]
+    lkey, rkey = itemgetter_tuple(lkeys), itemgetter_tuple(rkeys)
+    index: dict[tuple, list[Row]] = {}
+    for row in right.rows:
+        index.setdefault(rkey(row), []).append(row)
+    kind = spec.kind
+    if kind in ("leftsemi", "leftanti", "anti", "leftantisemi"):
+        keep = kind == "leftsemi"
+        left.rows = [r for r in left.rows if (lkey(r) in index) is keep]
+        return left
+    if kind in ("rightsemi", "rightanti", "rightantisemi"):
+        seen = {lkey(r) for r in left.rows}
+        keep = kind == "rightsemi"
+        right.rows = [r for r in right.rows if (rkey(r) in seen) is keep]
+        return right
+    rows_left = left.rows
+    if kind == "innerunique":  # one left row per key, the first
+        rows_left = list({lkey(r): r for r in reversed(left.rows)}.values())[::-1]
+    keep_right = [i for i in range(len(right.columns)) if op != "lookup" or i not in rkeys]
+    pick = itemgetter_tuple(keep_right)
+    taken = {c.name for c in left.columns}
+    columns = list(left.columns)
+    for i in keep_right:
+        col, name, k = right.columns[i], right.columns[i].name, 1
+        while name in taken:
+            name, k = f"{right.columns[i].name}{k}", k + 1
+        taken.add(name)
+        columns.append(Column(name, col.type))
+    right_nulls = (NULL,) * len(keep_right)
+    rows: list[Row] = []
+    for row in rows_left:
+        matches = index.get(lkey(row))
+        if matches:
+            rows.extend(row + pick(m) for m in matches)
+        elif kind in ("leftouter", "fullouter"):
+            rows.append(row + right_nulls)
+    if kind in ("rightouter", "fullouter"):
+        seen = {lkey(r) for r in rows_left}
+        left_nulls = (NULL,) * len(left.columns)
+        rows.extend(left_nulls + pick(r) for r in right.rows if rkey(r) not in seen)
+    return Frame([Column(c.name, c.type, i) for i, c in enumerate(columns)], rows)
+
+
+def itemgetter_tuple(indexes: list[int]) -> Callable[[Row], tuple]:
+    """A getter returning a tuple of the cells at ``indexes`` (also for one or none)."""
+    if not indexes:
+        return lambda r: ()
+    if len(indexes) == 1:
+        i = indexes[0]
+        return lambda r: (r[i],)
+    return itemgetter(*indexes)
+
+
+def _op_join_unbound(frame: Frame, args: str, op: str) -> Frame:
+    raise AssertionError("join and lookup run through emulator.kql, which runs their right side")
+
+
 def op_ignore(frame: Frame, args: str, op: str) -> Frame:
     """Accept a real operator the emulator does not model, leaving the rows as they are."""
-    if op in ("as", "invoke", "mv-expand", "join", "lookup", "parse") and not args.strip():
+    if op in ("as", "invoke", "mv-expand", "parse") and not args.strip():
         raise KqlError(RECOGNITION_ERROR)
     return frame
 
@@ -209,8 +320,9 @@ OPERATORS: dict[str, Callable[[Frame, str, str], Frame]] = {
     "project-rename": _op_project_rename, "project-reorder": _op_project_reorder, "extend": _op_extend,
     "order": _op_order, "sort": _op_order, "summarize": op_summarize, "count": _op_count,
     "distinct": _op_distinct, "getschema": _op_getschema, "where": op_where, "filter": op_where,
+    "join": _op_join_unbound, "lookup": _op_join_unbound,
     **dict.fromkeys(("serialize", "render", "as", "invoke", "mv-expand", "mv-apply", "parse",
-                     "parse-where", "parse-kv", "join", "lookup", "union", "evaluate", "make-series", "search",
+                     "parse-where", "parse-kv", "union", "evaluate", "make-series", "search",
                      "fork", "facet", "reduce", "partition", "scan", "top-nested", "top-hitters", "consume",
                      "sample-distinct"), op_ignore),
 }
