@@ -51,6 +51,9 @@ String / Guid / TimeSpan                  ``str``: pandas 3's default string dty
                                           (:data:`STRING_DTYPE`; same storage on pandas 2.2)
 Dynamic / Object / anything unknown       ``object``: the values as ``json.loads`` gives them
 ========================================  ================================================
+
+A value nested deeper than Python can hold (about 1,000 levels) makes the whole response a
+:class:`~connector.errors.ServiceError` that says so, never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
@@ -543,6 +547,18 @@ def hunting_frame(body: bytes) -> tuple[pd.DataFrame, dict | None]:
         body = body.encode("utf-8")
     elif not isinstance(body, bytes):
         body = bytes(body)
+    try:
+        return _frame(body)
+    except RecursionError:
+        # Python objects (and msgspec, which guards the C stack with Python's limit) stop near
+        # 1,000 levels; a response nested deeper cannot be read, whatever reader is used.
+        raise ServiceError(
+            f"The hunting response holds a value nested more than {sys.getrecursionlimit():,} levels deep, too deep "
+            "to read. Project that column away (| project-away ...) or flatten it in the query."
+        ) from None
+
+
+def _frame(body: bytes) -> tuple[pd.DataFrame, dict | None]:
     schema, rows, stats = _split(body)
     columns = _columns(schema)
 
@@ -580,6 +596,12 @@ class _Unfit(Exception):
     """A value that does not fit the column's declared type."""
 
 
+def _brief(value: Any) -> str:
+    """A value for a log line: its repr, cut short (a value can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _convert(name: str, kind: str, values: list[Any], n: int, out_of_range: list[dict[str, Any]]) -> Any:
     if kind == _OBJECT:
         return _objects(values, n)
@@ -606,15 +628,15 @@ def _masked_ints(values: list[Any], n: int, kind: str) -> Any:
             mask[i] = True
             continue
         if isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise _Unfit(f"{v!r} is not an integer")
+            raise _Unfit(f"{_brief(v)} is not an integer")
         if isinstance(v, str):
             try:
                 v = int(v.strip())
             except ValueError:
-                raise _Unfit(f"{v!r} is not an integer") from None
+                raise _Unfit(f"{_brief(v)} is not an integer") from None
         elif isinstance(v, float):
             if not v.is_integer():
-                raise _Unfit(f"{v!r} is not an integer")
+                raise _Unfit(f"{_brief(v)} is not an integer")
             v = int(v)
         if not widest_low <= v <= widest_high:
             raise _Unfit(f"{v} is out of range")
@@ -661,7 +683,7 @@ def _to_bool(values: list[Any], n: int) -> Any:
         elif isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
             data[i] = v.strip().lower() in _TRUE
         else:
-            raise _Unfit(f"{v!r} is not a boolean")
+            raise _Unfit(f"{_brief(v)} is not a boolean")
     return pd.arrays.BooleanArray(data, mask)
 
 
@@ -678,7 +700,7 @@ def _to_float(values: list[Any], n: int) -> Any:
         if v is None:
             out[i] = math.nan
         elif isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise _Unfit(f"{v!r} is not a number")
+            raise _Unfit(f"{_brief(v)} is not a number")
         else:
             out[i] = float(v)  # also "NaN", "Infinity", "-Infinity", "1.5"
     return out
@@ -697,7 +719,7 @@ _YEAR = re.compile(r"\s*(\d{4})-")
 def _to_datetime(values: list[Any], n: int, *, name: str = "", out_of_range: list | None = None) -> Any:
     for v in values:
         if v is not None and not isinstance(v, str):
-            raise _Unfit(f"{v!r} is not a date and time")
+            raise _Unfit(f"{_brief(v)} is not a date and time")
     parsed = None
     try:
         parsed = pd.to_datetime(values, utc=True, format="ISO8601").as_unit("ns")

@@ -664,3 +664,26 @@ def test_called_while_another_exception_is_being_handled(monkeypatch):
     except KeyError:
         df, _ = hunting_frame(body)
     assert df["N"].tolist() == list(range(3_000))
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_a_value_nested_too_deep_is_a_clear_service_error(depth):
+    deep = "[" * depth + "]" * depth
+    body = b'{"schema":[{"name":"D","type":"Dynamic"}],"results":[{"D":' + deep.encode() + b"}]}"
+    with pytest.raises(ServiceError, match="nested more than .* levels deep, too deep to read"):
+        hunting_frame(body)
+
+
+def test_a_value_nested_900_deep_is_kept():
+    deep = "[" * 900 + "]" * 900
+    df, _ = hunting_frame(b'{"schema":[{"name":"D","type":"Dynamic"}],"results":[{"D":' + deep.encode() + b"}]}")
+    value, depth = df["D"].iloc[0], 1
+    while value:
+        value, depth = value[0], depth + 1
+    assert depth == 900
+
+
+def test_a_huge_value_that_fits_no_type_is_logged_briefly(caplog):
+    with caplog.at_level(logging.WARNING, logger="connector.frames"):
+        df, _ = hunting_frame(body_of([("N", "Int64")], [{"N": ["x" * 100_000]}]))
+    assert df["N"].dtype == object and len(caplog.text) < 1_000
