@@ -2,8 +2,13 @@
 
 Sections ``DataProviders.MicrosoftDefender`` (the default instance) and
 ``DataProviders.MicrosoftDefender-<Instance>``; under ``Args``: ``TenantId``, ``ClientId``,
-``ClientSecret`` and optionally ``Cloud``, ``ApiType``, ``Certificate``/``PrivateKey``,
-``apiRoot``. Keys are case-insensitive (unlike MSTICPy, which ignores ``Cloud`` spelt that way).
+``ClientSecret`` and optionally every other setting that can be written as text, by the
+``msticpy_key`` of :data:`connector.settings.SETTING_FIELDS` (``Cloud``, ``ApiType``,
+``Certificate``, ``PrivateKey``, ``PrivateKeySecret``, ``AuthorityHost``, ``apiRoot``,
+``GraphRoot``, ``MdeRoot``, ``M365dRoot``, ``CaBundle``, ``Timeout``) or any of its aliases. Keys
+are case-insensitive and ignore ``_``/``-`` (unlike MSTICPy, which ignores ``Cloud`` spelt that
+way); MSTICPy-only keys (``Location``, ``ApiVersion``, ``TokenCachePath``, ``AuthType``) are
+skipped, so one file serves both tools.
 A secret value is a string, ``{EnvironmentVar: NAME}`` or ``{KeyVault: ...}``; Key Vault references
 use the file's ``KeyVault`` section (``VaultName``, ``Authority``) and MSTICPy's default secret name
 (the setting's path with non-alphanumerics as ``-``). ``VaultName`` may also be a full vault URL.

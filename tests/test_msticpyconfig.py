@@ -279,3 +279,27 @@ def test_msticpys_full_test_config_is_well_inside_the_limits(samples):
         return 1 + sum(count(v) for v in children) + (len(value) if isinstance(value, dict) else 0)
 
     assert count(data) < MAX_CONFIG_NODES // 10
+
+
+def test_every_text_setting_is_read_from_the_file_by_its_msticpy_key(tmp_path):
+    from connector import msticpyconfig
+    from connector.settings import SETTING_FIELDS
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # settings check it is readable
+    values = {
+        "TenantId": "contoso.onmicrosoft.com", "ClientId": "22222222-2222-4222-8222-222222222222",
+        "ClientSecret": "s", "ApiType": "MDATP", "Cloud": "gcc", "AuthorityHost": "https://login.example",
+        "apiRoot": "https://proxy.example", "GraphRoot": "https://graph.example", "MdeRoot": "https://mde.example",
+        "M365dRoot": "https://xdr.example", "CaBundle": str(ca), "Timeout": 30,
+    }
+    body = "".join(f"      {k}: {v}\n" for k, v in values.items())
+    (tmp_path / "msticpyconfig.yaml").write_text(f"DataProviders:\n  MicrosoftDefender:\n    Args:\n{body}")
+    s = resolve_settings()
+    assert (s.tenant_id, s.hunting_api, s.cloud, s.authority_host, s.api_root) == (
+        "contoso.onmicrosoft.com", "mde", "gcc", "https://login.example", "https://proxy.example")
+    assert (s.graph_root, s.mde_root, s.m365d_root, s.ca_bundle, s.timeout) == (
+        "https://graph.example", "https://mde.example", "https://xdr.example", str(ca), 30.0)
+    for f in SETTING_FIELDS:  # the module's documentation names every key it reads
+        if f.text:
+            assert f"``{f.msticpy_key}``" in msticpyconfig.__doc__, f.msticpy_key
