@@ -141,12 +141,24 @@ def test_result_over_the_limit_says_how_to_narrow(emu, emu_kwargs):
         client.run_hunting_query("DeviceProcessEvents | take 100001")
 
 
-def test_size_limit_fault_says_how_to_narrow(emu, emu_kwargs):
+def test_a_result_too_large_once_is_recovered_by_splitting_the_window(emu, emu_kwargs):
     from emulator import Fault
 
     emu.faults.add(Fault(kind="result_too_large"))
-    with client_for(emu_kwargs) as client, pytest.raises(QueryError, match="Narrow the query"):
+    with client_for(emu_kwargs) as client:
+        frame = client.run_hunting_query("DeviceProcessEvents")
+    assert len(frame) > 0 and len(frame.attrs["split_windows"]) == 1 and len(frame.attrs["windows"]) == 2
+
+
+def test_a_result_that_splitting_does_not_shrink_says_how_to_narrow(emu, emu_kwargs):
+    from emulator import Fault
+
+    emu.faults.add(Fault(kind="result_too_large", times=None))
+    with client_for(emu_kwargs) as client, pytest.raises(QueryError, match="still was refused.*Narrow the query"):
         client.run_hunting_query("DeviceProcessEvents")
+    from connector.hunting import MAX_SPLIT_DEPTH
+
+    assert len(hunts(emu)) <= 1 + 2 * MAX_SPLIT_DEPTH  # a few halvings, not the tenant's whole quota
 
 
 # --- faults: each is survived within the retry budget, or reported clearly past it -----------------
