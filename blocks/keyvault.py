@@ -61,9 +61,9 @@ class AzureKeyVaultSecret(CheckedNameMixin, SecretBlock):
         ```
     """
 
-    # Validation errors must not echo the input: it may hold the service principal's secret. The title
-    # is what the V1 form shows above a tenant's Key Vault picker.
-    model_config = ConfigDict(hide_input_in_errors=True, title="Azure Key Vault Secret")
+    # Validation errors must not echo the input: it may hold the service principal's secret. (No model
+    # title: Prefect's UIs look the nested schema up by its class name, "#/definitions/AzureKeyVaultSecret".)
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name: ClassVar[str] = "Azure Key Vault Secret"
     _block_type_slug: ClassVar[str] = "azure-key-vault-secret"

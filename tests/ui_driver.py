@@ -76,7 +76,7 @@ class Form:
 
     def pick_block(self, title: str, block_name: str) -> None:
         """Choose a saved block in a block field's picker."""
-        v1_title = "Azure Key Vault Secret" if self.ui == "v1" else title
+        v1_title = "AzureKeyVaultSecret" if self.ui == "v1" else title
         nth = 0 if self.ui == "v2" or "secret" in title.lower() else 1
         self._after(v1_title, "button", nth).click()
         self.page.get_by_role("option", name=block_name).or_(
