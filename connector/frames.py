@@ -75,7 +75,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from connector.errors import ServiceError
+from connector.errors import QueryError, ServiceError
 
 __all__ = ["hunting_frame", "STRING_DTYPE", "OUT_OF_RANGE"]
 
@@ -551,8 +551,9 @@ def hunting_frame(body: bytes) -> tuple[pd.DataFrame, dict | None]:
         return _frame(body)
     except RecursionError:
         # Python objects (and msgspec, which guards the C stack with Python's limit) stop near
-        # 1,000 levels; a response nested deeper cannot be read, whatever reader is used.
-        raise ServiceError(
+        # 1,000 levels; a response nested deeper cannot be read, whatever reader is used. Asking
+        # again would bring the same answer, so this is the query's to change (QueryError, not retried).
+        raise QueryError(
             f"The hunting response holds a value nested more than {sys.getrecursionlimit():,} levels deep, too deep "
             "to read. Project that column away (| project-away ...) or flatten it in the query."
         ) from None

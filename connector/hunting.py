@@ -156,16 +156,7 @@ class HuntingOperations:
 def _parse_hunting(response: requests.Response):
     from .frames import hunting_frame  # pyarrow loads on the first hunt, not on import
 
-    try:
-        return hunting_frame(response.content)
-    except RecursionError:
-        # JSON parsers recurse per nesting level; a value thousands of levels deep cannot be read
-        # as objects. Asking again would get the same answer, so this is not a service fault.
-        raise QueryError(
-            "A value in the hunting results is nested too deeply to read (thousands of levels). Leave that column "
-            "out (| project-away Column) or return it as text (| extend Column = tostring(Column)).",
-            status=response.status_code,
-        ) from None
+    return hunting_frame(response.content)
 
 
 def _is_size_limit(message: str) -> bool:

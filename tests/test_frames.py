@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from connector import frames
-from connector.errors import ServiceError
+from connector.errors import QueryError, ServiceError
 from connector.frames import hunting_frame
 
 from .conftest import SAMPLES
@@ -667,10 +667,10 @@ def test_called_while_another_exception_is_being_handled(monkeypatch):
 
 
 @pytest.mark.parametrize("depth", [5_000, 100_000])
-def test_a_value_nested_too_deep_is_a_clear_service_error(depth):
+def test_a_value_nested_too_deep_is_a_clear_query_error(depth):
     deep = "[" * depth + "]" * depth
     body = b'{"schema":[{"name":"D","type":"Dynamic"}],"results":[{"D":' + deep.encode() + b"}]}"
-    with pytest.raises(ServiceError, match="nested more than .* levels deep, too deep to read"):
+    with pytest.raises(QueryError, match="nested more than .* levels deep, too deep to read"):
         hunting_frame(body)
 
 
