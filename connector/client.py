@@ -39,6 +39,7 @@ class DefenderClient(HuntingOperations, AlertOperations, DeviceOperations, Entit
         self._credentials = Credentials(settings, self._session)
         self._resources: dict[str, Resource] = {}
         self._lock = threading.Lock()
+        self._queries = None
 
     @property
     def api(self) -> str:
@@ -59,6 +60,17 @@ class DefenderClient(HuntingOperations, AlertOperations, DeviceOperations, Entit
     def close(self) -> None:
         """Close the HTTP session (tokens stay cached for other clients of the tenant)."""
         self._session.close()
+
+    @property
+    def queries(self):
+        """The query library bound to this client: ``client.queries.list()``,
+        ``client.queries.M365D.list_host_processes(host_name="wks-01", start="-3d")`` (see :mod:`connector.library`).
+        """
+        if self._queries is None:
+            from .library import QueryLibrary
+
+            self._queries = QueryLibrary(self)
+        return self._queries
 
     def get_token(self, resource: str | None = None) -> str:
         """An access token for ``resource`` (default: the hunting API's); cached, renewed before expiry."""
