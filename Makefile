@@ -32,8 +32,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/hunting.py
 
+# The emulator on fixed ports (8443 all, 8444 Graph only, 8445 MDE only); .emulator/ keeps its IDs, secret and CA.
+EMULATOR_STATE ?= $(CURDIR)/.emulator
 emulator: $(STAMP)
-	$(PY) -m emulator --port 8443
+	$(PY) -m emulator --port 8443 --state-dir $(EMULATOR_STATE) $(EMULATOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache benchmarks/results

@@ -129,3 +129,53 @@ class FaultSet:
                         self._armed.remove(armed)
                 return armed.fault
         return None
+
+
+_SPEC_TYPES = {"status": int, "times": int, "after": int, "delay": float, "reset": bool, "full_length": bool}
+
+
+def _spec_value(name: str, text: str) -> object:
+    if text.lower() in ("none", "null", "inf", "*") and name in ("times", "status", "retry_after", "code", "message",
+                                                                 "path", "method", "api"):
+        return None
+    kind = _SPEC_TYPES.get(name)
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{name} must be true or false, not {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    if kind is not None:
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, not {text!r}") from None
+    if name == "retry_after":
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text  # an HTTP-date
+    if name == "body":
+        return text.encode("utf-8")
+    return text
+
+
+def parse_fault_spec(spec: str) -> Fault:
+    """A fault from ``KIND[:name=value,name=value...]``, e.g. ``status:status=503,times=2,api=graph``.
+
+    Values are converted to the field's type; ``times=inf`` means every matching request. A ``path`` regex
+    that needs a comma cannot be given this way (use ``POST /_emulator/faults``).
+    """
+    kind, _, rest = spec.strip().partition(":")
+    fields: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"expected name=value, not {item!r}")
+        if name not in Fault.__dataclass_fields__ or name in ("kind", "headers"):
+            known = ", ".join(sorted(set(Fault.__dataclass_fields__) - {"kind", "headers"}))
+            raise ValueError(f"unknown fault field {name!r}; known: {known}")
+        fields[name] = _spec_value(name, value.strip())
+    return Fault(kind.strip(), **fields)  # type: ignore[arg-type]

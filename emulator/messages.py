@@ -26,7 +26,8 @@ GRAPH_JSON_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true
 class Request:
     """One parsed HTTP request.
 
-    ``headers`` has lower-case names; ``query`` maps each parameter to its last value.
+    ``headers`` has lower-case names; ``query`` maps each parameter to its last value; ``base_url`` is the
+    scheme://host:port the request arrived at.
     """
 
     method: str
@@ -35,6 +36,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     base_url: str
+    client: str = ""  # the peer's address
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """A header value by case-insensitive name."""

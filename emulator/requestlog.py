@@ -64,8 +64,8 @@ class RequestRecord:
     """One request as received (credentials redacted), and the status it was answered with (0 = dropped).
 
     ``headers`` has lower-case names and the ``Authorization`` value redacted; ``query`` maps each
-    parameter to its last value; ``fault`` is the kind of the injected fault, if one applied.
-    Build one with :meth:`redacted`, which removes every credential first.
+    parameter to its last value; ``fault`` is the kind of the injected fault, if one applied;
+    ``base_url`` is the host it arrived at. Build one with :meth:`redacted`, which removes every credential first.
     """
 
     method: str
@@ -76,17 +76,19 @@ class RequestRecord:
     status: int
     fault: str | None = None
     timestamp: float = field(default_factory=time.time)
+    base_url: str = ""  # the scheme://host:port it arrived at (base_url, graph_url or mde_url)
 
     @classmethod
     def redacted(cls, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
-                 status: int, fault: str | None = None, known_secrets: Iterable[str] = ()) -> RequestRecord:
+                 status: int, fault: str | None = None, known_secrets: Iterable[str] = (),
+                 base_url: str = "") -> RequestRecord:
         """A record of a request with its credentials (and ``known_secrets`` anywhere) redacted."""
         known = tuple(known_secrets)
         query = {k: scrub(v.encode(), known).decode() for k, v in redact_query(query).items()}
         headers = {k: scrub(v.encode("latin-1", "replace"), known).decode("latin-1")
                    for k, v in redact_headers(headers).items()}
         return cls(method, scrub(path.encode(), known).decode(), query, headers, redact_body(body, known),
-                   status, fault)
+                   status, fault, base_url=base_url)
 
 
 class RequestLog:

@@ -7,7 +7,7 @@ quotas, and each family of entity APIs (machines, alerts, files, ...) counts 100
 
 from __future__ import annotations
 
-from . import alerts, entra, hunting, incidents, keyvault, machines
+from . import admin, alerts, entra, hunting, incidents, keyvault, machines
 from .identity import HUNTING_ROLES, KEYVAULT_SECRETS_GET
 from .routing import Router
 
@@ -86,6 +86,15 @@ def build_router() -> Router:
           roles=GRAPH_INCIDENT_WRITE, quota="incidents")
     r.add("POST", _GRAPH + r"/incidents/" + _ID + r"/comments", "graph", incidents.post_graph_incident_comment,
           roles=GRAPH_INCIDENT_WRITE, quota="incidents")
+
+    # Control endpoints (base URL only, loopback callers only, no token).
+    r.add("GET", r"/_emulator/state", "admin", admin.state, authenticated=False)
+    r.add("GET", r"/_emulator/faults", "admin", admin.list_faults, authenticated=False)
+    r.add("POST", r"/_emulator/faults", "admin", admin.add_fault, authenticated=False)
+    r.add("DELETE", r"/_emulator/faults", "admin", admin.clear_faults, authenticated=False)
+    r.add("POST", r"/_emulator/reset", "admin", admin.reset, authenticated=False)
+    r.add("POST", r"/_emulator/expire-tokens", "admin", admin.expire_tokens, authenticated=False)
+    r.add("POST", r"/_emulator/alerts", "admin", admin.seed_alerts, authenticated=False)
 
     # Key Vault secrets. The SDK asks for "/secrets/{name}/" (empty version) for the current version.
     r.add("GET", r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?", "keyvault", keyvault.get_secret,

@@ -64,6 +64,8 @@ class Router:
 def family_of_path(path: str) -> str:
     """The API family whose error envelope an (unrouted) path gets."""
     lower = path.lower()
+    if lower.startswith("/_emulator"):
+        return "admin"
     if lower.startswith(("/v1.0/", "/beta/")):
         return "graph"
     if lower.startswith("/secrets"):

@@ -169,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
             base_url=self.server.base_url,
+            client=str(self.client_address[0]) if self.client_address else "",
         )
 
     # ------------------------------------------------------------ answering
@@ -182,7 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None and server.families is not None and family not in server.families:
             family = server.family or family  # a path for another host: this host answers, in its own envelope
         ctx = Context(state, req, params, family)
-        fault = state.faults.take(req.method, req.path, family)
+        # The control endpoints are never faulted: they are how faults get disarmed.
+        fault = None if family == "admin" else state.faults.take(req.method, req.path, family)
 
         if fault is not None and fault.kind == "drop":
             self._record(req, 0, fault)
@@ -260,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         state.requests.append(RequestRecord.redacted(
             req.method, req.path, req.query, req.headers, req.body, status, fault.kind if fault else None,
-            known_secrets=state.directory.secrets()))
+            known_secrets=state.directory.secrets(), base_url=req.base_url))
 
     # ------------------------------------------------------------ writing
 

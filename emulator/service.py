@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import threading
@@ -16,6 +18,29 @@ from .tls import server_context, write_tls_files
 __all__ = ["DEFAULT_SECRET_NAME", "Emulator"]
 
 
+IDENTITY_FILE = "emulator.json"
+
+
+def _load_identity(directory: Path) -> dict[str, str]:
+    """The tenant id, client id and secret an earlier run saved in ``directory`` (empty if none or unreadable)."""
+    try:
+        data = json.loads((directory / IDENTITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("tenant_id", "client_id", "client_secret") and isinstance(v, str)}
+
+
+def _save_identity(directory: Path, tenant_id: str, client_id: str, client_secret: str) -> None:
+    """Keep the seeded identity for the next run (owner-only: it holds the emulator's client secret)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / IDENTITY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"tenant_id": tenant_id, "client_id": client_id, "client_secret": client_secret}, fh, indent=2)
+
+
 class Emulator(State):
     """A local Microsoft Defender + Entra ID + Key Vault emulator over HTTPS on 127.0.0.1.
 
@@ -23,6 +48,9 @@ class Emulator(State):
 
         with Emulator() as emu:
             emu.base_url, emu.ca_bundle, emu.tenant_id, emu.client_id, emu.client_secret
+
+    With a ``state_dir``, the CA and the seeded tenant id, client id and secret are kept there and reused by
+    the next run (explicit arguments win), so clients configured once keep working.
 
     ``base_url`` serves everything (Entra ID, Key Vault and every API, as one proxy would); ``graph_url`` and
     ``mde_url`` serve only their own resource's paths, so a call sent to the wrong one fails as it would
@@ -35,7 +63,12 @@ class Emulator(State):
     def __init__(self, port: int = 0, state_dir: str | Path | None = None, enforce_quotas: bool = True, *,
                  tenant_id: str | None = None, client_id: str | None = None,
                  client_secret: str | None = None, graph_port: int = 0, mde_port: int = 0) -> None:
-        super().__init__(enforce_quotas, tenant_id=tenant_id, client_id=client_id, client_secret=client_secret)
+        saved = _load_identity(Path(state_dir)) if state_dir is not None else {}
+        super().__init__(enforce_quotas, tenant_id=tenant_id or saved.get("tenant_id"),
+                         client_id=client_id or saved.get("client_id"),
+                         client_secret=client_secret or saved.get("client_secret"))
+        if state_dir is not None:
+            _save_identity(Path(state_dir), self.tenant_id, self.client_id, self.client_secret)
         self.port = port
         self.graph_port = graph_port
         self.mde_port = mde_port
