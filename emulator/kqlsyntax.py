@@ -95,9 +95,10 @@ def split_keyword(text: str, word: str) -> tuple[str, str | None]:
     while i < n:
         ch = text[i]
         if ch in "'\"":
+            verbatim = i > 0 and text[i - 1] == "@"
             i += 1
             while i < n and text[i] != ch:
-                i += 2 if text[i] == "\\" else 1
+                i += 2 if text[i] == "\\" and not verbatim else 1
         elif ch in _OPENERS:
             depth += 1
         elif ch in _CLOSERS:

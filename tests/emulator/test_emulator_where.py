@@ -289,3 +289,12 @@ def test_hunting_route_filters_over_https(emu, http):
                     json={"Query": 'DeviceNetworkEvents | where DeviceID == "x"'})
     assert bad.status_code == 400
     assert bad.json()["error"]["message"] == "'where' operator: Failed to resolve scalar expression named 'DeviceID'"
+
+
+def test_verbatim_string_ending_in_a_backslash_inside_a_join():
+    query = ('DeviceProcessEvents | take 300 | join kind=leftsemi (DeviceProcessEvents | take 300 '
+             '| where FolderPath startswith @"C:\\Windows\\") on ReportId | order by Timestamp asc | project FolderPath')
+    rows = generated("DeviceProcessEvents", 300)
+    expected = sorted((r for r in rows if r["FolderPath"].lower().startswith("c:\\windows\\")),
+                      key=lambda r: r["Timestamp"])
+    assert run(query) == [{"FolderPath": r["FolderPath"]} for r in expected] and expected
