@@ -134,6 +134,27 @@ def test_unknown_ids_are_404_in_the_family_envelope(emu, http, auth, api, path):
         assert error["code"] == "ResourceNotFound" and set(error) == MDE_ERROR
 
 
+@pytest.mark.parametrize("api, path, params", [
+    ("mde", "/api/alerts", {"$filter": "assignedTo eq 'nobody@contoso.com'"}),
+    ("xdr", "/api/incidents", {"$filter": "status eq 'Redirected'"}),
+    ("graph", "/v1.0/security/incidents", {"$filter": "assignedTo eq 'nobody@contoso.com'", "$count": "true"}),
+])
+def test_empty_lists(emu, http, auth, api, path, params):
+    body = get(emu, http, auth, path, api=api, **params).json()
+    assert body["value"] == [] and "@odata.nextLink" not in body and body.get("@odata.count", 0) == 0
+
+
+def test_a_machine_without_alerts_has_an_empty_alert_list(emu, http, auth):
+    with_alerts = {a["machineId"] for a in get(emu, http, auth, "/api/alerts", api="mde").json()["value"]}
+    quiet = next(m for m in get(emu, http, auth, "/api/machines", api="mde").json()["value"]
+                 if m["id"] not in with_alerts)
+    r = get(emu, http, auth, f"/api/machines/{quiet['id']}/alerts", api="mde")
+    assert r.status_code == 200 and r.json()["value"] == []
+    some = next(iter(with_alerts))
+    listed = get(emu, http, auth, f"/api/machines/{some}/alerts", api="mde").json()["value"]
+    assert listed and all(a["machineId"] == some for a in listed)
+
+
 # ---------------------------------------------------------------- filters
 
 
