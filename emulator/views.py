@@ -41,6 +41,9 @@ def with_context(context_url: str, encoded: bytes) -> bytes:
 
 
 def _cached(record: Alert | Incident, key: tuple, build: Any) -> bytes:
+    # last_update is part of the key: a view rendered while another thread changed the record is filed
+    # under the old time, so it is never served after the change.
+    key = (*key, record.last_update)
     found = record.cache.get(key)
     if found is None:
         found = record.cache[key] = dumps(build())
