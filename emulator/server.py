@@ -7,6 +7,7 @@ TLS handshakes happen in the per-connection thread, so a stalled client cannot b
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import socketserver
 import ssl
@@ -160,6 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    def _base_url(self) -> str:
+        """scheme://host:port as the client addressed us (``localhost`` or ``127.0.0.1``), for links we send back."""
+        host = (self.headers.get("Host") or "").strip()
+        if re.fullmatch(r"(?:localhost|127\.0\.0\.1):\d{1,5}", host, re.IGNORECASE):
+            return f"https://{host.lower()}"
+        return self.server.base_url
+
     def _request(self) -> Request:
         url = urlsplit(self.path)
         return Request(
@@ -168,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self._read_body(),
-            base_url=self.server.base_url,
+            base_url=self._base_url(),
             client=str(self.client_address[0]) if self.client_address else "",
         )
 

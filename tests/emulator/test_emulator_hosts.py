@@ -62,3 +62,11 @@ def test_sign_in_and_key_vault_live_only_on_the_base_host(emu, http, host):
         "grant_type": "client_credentials"})
     assert r.status_code == 404 and "access_token" not in r.text
     assert http.get(f"{url}/secrets/defender-client-secret/?api-version=7.4").status_code == 404
+
+
+def test_links_use_the_host_name_the_client_used(emu, http):
+    port = emu.graph_url.rsplit(":", 1)[1]
+    headers = {"Authorization": f"Bearer {token(emu, http, GRAPH)}"}
+    body = http.get(f"https://localhost:{port}/v1.0/security/alerts_v2?$top=1", headers=headers).json()
+    assert body["@odata.nextLink"].startswith(f"https://localhost:{port}/v1.0/security/alerts_v2?")
+    assert body["@odata.context"].startswith(f"https://localhost:{port}/")
