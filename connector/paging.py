@@ -52,7 +52,13 @@ class ItemPaged(Iterator[dict]):
         if self._pending:
             page, self._pending = list(self._pending), deque()
             yield page
-        yield from self._remaining_pages()
+        pages = self._remaining_pages()
+        while True:  # not ``yield from``: dropping this generator must not close the shared one
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            yield page
 
     def _remaining_pages(self) -> Iterator[list[dict]]:
         if self._pages is None:

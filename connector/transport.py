@@ -304,13 +304,13 @@ class Transport:
         may_repeat = method in _IDEMPOTENT_METHODS if idempotent is None else idempotent
         policy = self.retry
         started = time.monotonic()
-        budget_end = started + policy.max_total_seconds
+        budget = _Budget(started + policy.max_total_seconds)
         call_timeout = self._timeout if timeout is None else timeout
         context = (operation, permission, bad_request)
 
         def attempt():
-            deadline = min(time.monotonic() + call_timeout, budget_end)
-            response = self._send_with_token(method, url, json, params, headers, deadline, limiter, context)
+            response = self._send_with_token(method, url, json, params, headers, call_timeout, budget, limiter,
+                                              context)
             if 300 <= response.status_code < 400:
                 raise RedirectRefusedError(
                     f"{_cap(operation)}: {_host(url)} answered HTTP {response.status_code} with a redirect to "
@@ -324,7 +324,7 @@ class Transport:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: _retryable(e, may_repeat)),
-            stop=tenacity.stop_after_attempt(policy.max_attempts) | _stop_when_budget_spent(policy, started),
+            stop=tenacity.stop_after_attempt(policy.max_attempts) | _stop_when_budget_spent(policy, budget),
             wait=_wait(policy),
             sleep=self._sleep,
             before_sleep=_log_retry(operation),
@@ -332,7 +332,8 @@ class Transport:
         )
         return retrying(attempt)
 
-    def _send_with_token(self, method, url, json, params, headers, deadline, limiter, context) -> requests.Response:
+    def _send_with_token(self, method, url, json, params, headers, call_timeout, budget, limiter,
+                         context) -> requests.Response:
         operation = context[0]
         token = None
         for fresh in (False, True):
@@ -342,7 +343,9 @@ class Transport:
                 exc.reached_service = False  # the API call itself was never sent
                 raise
             all_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})}
-            with limiter.slot() if limiter is not None else contextlib.nullcontext():
+            with limiter.slot() if limiter is not None else contextlib.nullcontext(0.0) as waited:
+                budget.end += waited or 0.0  # queueing for the quota is not the call taking long
+                deadline = min(time.monotonic() + call_timeout, budget.end)
                 response = send(self.session, method, url, json=json, params=params, headers=all_headers,
                                 deadline=deadline, operation=operation, ca_bundle=self._ca_bundle)
             if response.status_code != 401 or fresh:
@@ -359,13 +362,20 @@ def _retryable(exc: BaseException, may_repeat: bool) -> bool:
     return False
 
 
-def _stop_when_budget_spent(policy: RetryPolicy, started: float):
+class _Budget:
+    """When a call's retries must end (monotonic); moved on by the time spent queueing for the quota."""
+
+    def __init__(self, end: float) -> None:
+        self.end = end
+
+
+def _stop_when_budget_spent(policy: RetryPolicy, budget: _Budget):
     def stop(state: tenacity.RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None) or 0.0
         if hint > policy.max_retry_after:
             return True  # the service asked for a longer pause than we will sit through
-        return time.monotonic() - started + hint >= policy.max_total_seconds
+        return time.monotonic() + hint >= budget.end
     return stop
 
 
