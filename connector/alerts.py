@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from . import verdicts
+from .errors import BadRequestError
 from .hunting import iso
 from .paging import ItemPaged
 from .resources import odata_filter, segment
@@ -12,6 +14,11 @@ _GRAPH_ALERTS = "SecurityAlert.Read.All (Microsoft Graph)"
 _GRAPH_INCIDENTS = "SecurityIncident.Read.All (Microsoft Graph)"
 _MDE_ALERTS = "Alert.Read.All (WindowsDefenderATP)"
 _M365D_INCIDENTS = "Incident.Read.All (Microsoft Threat Protection)"
+_GRAPH_ALERTS_WRITE = "SecurityAlert.ReadWrite.All (Microsoft Graph)"
+_GRAPH_INCIDENTS_WRITE = "SecurityIncident.ReadWrite.All (Microsoft Graph)"
+_MDE_ALERTS_WRITE = "Alert.ReadWrite.All (WindowsDefenderATP)"
+_M365D_INCIDENTS_WRITE = "Incident.ReadWrite.All (Microsoft Threat Protection)"
+_COMMENT_TYPE = "microsoft.graph.security.alertComment"
 
 #: Known fields of a Graph alert (``microsoft.graph.security.alert``) and how they are typed in frames.
 ALERT_KINDS = {
@@ -129,3 +136,82 @@ class AlertOperations:
         return self._resource("m365d").pager("/api/incidents", operation="list M365D incidents",
                                               permission=_M365D_INCIDENTS, params=params, limit=top,
                                               kinds=M365D_INCIDENT_KINDS)
+
+
+def _changes(**fields) -> dict:
+    body = {k: v for k, v in fields.items() if v is not None}
+    if not body:
+        raise BadRequestError("Nothing to update: give a status, assignee, classification, determination or tags.")
+    return body
+
+
+def _comment_body(comment: str) -> dict:
+    text = str(comment or "").strip()
+    if not text:
+        raise BadRequestError("The comment is empty.")
+    return {"@odata.type": _COMMENT_TYPE, "comment": text}
+
+
+class WriteBackOperations:
+    """Status, assignee, verdict, tags and comments on alerts and incidents: mixed into the client.
+
+    These are PATCH and POST calls: never sent twice after a timeout (see :mod:`connector.transport`).
+    """
+
+    def update_alert(self, alert_id: str, *, status: str | None = None, assigned_to: str | None = None,
+                     classification: str | None = None, determination: str | None = None) -> dict:
+        """Update a Graph alert (``new``/``inProgress``/``resolved``; verdict as a valid pair); returns it."""
+        cls, det = verdicts.verdict(classification, determination)
+        body = _changes(status=verdicts.status(status, verdicts.ALERT_STATUSES), assignedTo=assigned_to,
+                        classification=cls, determination=det)
+        return self._resource("graph").send("PATCH", f"/v1.0/security/alerts_v2/{segment(alert_id)}", body,
+                                            operation="update alert", permission=_GRAPH_ALERTS_WRITE)
+
+    def add_alert_comment(self, alert_id: str, comment: str) -> list[dict]:
+        """Add a comment to a Graph alert; returns all its comments."""
+        answer = self._resource("graph").send("POST", f"/v1.0/security/alerts_v2/{segment(alert_id)}/comments",
+                                              _comment_body(comment), operation="comment on alert",
+                                              permission=_GRAPH_ALERTS_WRITE)
+        return answer.get("value", [])
+
+    def update_incident(self, incident_id: str, *, status: str | None = None, assigned_to: str | None = None,
+                        classification: str | None = None, determination: str | None = None,
+                        custom_tags: list[str] | None = None) -> dict:
+        """Update a Graph incident; ``custom_tags`` replaces the tag list. Returns the incident."""
+        cls, det = verdicts.verdict(classification, determination)
+        body = _changes(status=verdicts.status(status, verdicts.INCIDENT_STATUSES), assignedTo=assigned_to,
+                        classification=cls, determination=det,
+                        customTags=list(custom_tags) if custom_tags is not None else None)
+        return self._resource("graph").send("PATCH", f"/v1.0/security/incidents/{segment(incident_id)}", body,
+                                            operation="update incident", permission=_GRAPH_INCIDENTS_WRITE)
+
+    def add_incident_comment(self, incident_id: str, comment: str) -> list[dict]:
+        """Add a comment to a Graph incident; returns all its comments."""
+        answer = self._resource("graph").send("POST", f"/v1.0/security/incidents/{segment(incident_id)}/comments",
+                                              _comment_body(comment), operation="comment on incident",
+                                              permission=_GRAPH_INCIDENTS_WRITE)
+        return answer.get("value", [])
+
+    def update_mde_alert(self, alert_id: str, *, status: str | None = None, assigned_to: str | None = None,
+                         classification: str | None = None, determination: str | None = None,
+                         comment: str | None = None) -> dict:
+        """Update a legacy Defender for Endpoint alert (``comment`` alone adds a comment). Returns it."""
+        cls, det = verdicts.verdict(classification, determination)
+        body = _changes(status=verdicts.pascal(verdicts.status(status, verdicts.ALERT_STATUSES)),
+                        assignedTo=assigned_to, classification=verdicts.pascal(cls),
+                        determination=verdicts.pascal(det), comment=comment)
+        return self._resource("mde").send("PATCH", f"/api/alerts/{segment(alert_id)}", body,
+                                          operation="update MDE alert", permission=_MDE_ALERTS_WRITE)
+
+    def update_m365d_incident(self, incident_id: str | int, *, status: str | None = None,
+                              assigned_to: str | None = None, classification: str | None = None,
+                              determination: str | None = None, tags: list[str] | None = None,
+                              comment: str | None = None) -> dict:
+        """Update a legacy Microsoft 365 Defender incident (``tags`` replaces the list). Returns it."""
+        cls, det = verdicts.verdict(classification, determination)
+        body = _changes(status=verdicts.pascal(verdicts.status(status, verdicts.INCIDENT_STATUSES)),
+                        assignedTo=assigned_to, classification=verdicts.pascal(cls),
+                        determination=verdicts.pascal(det), tags=list(tags) if tags is not None else None,
+                        comment=comment)
+        return self._resource("m365d").send("PATCH", f"/api/incidents/{segment(incident_id)}", body,
+                                            operation="update M365D incident", permission=_M365D_INCIDENTS_WRITE)

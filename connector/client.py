@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from .alerts import AlertOperations
+from .alerts import AlertOperations, WriteBackOperations
 from .auth import Credentials
 from .devices import DeviceOperations
 from .entities import EntityOperations
@@ -22,7 +22,7 @@ from .transport import RetryPolicy, Transport, make_session
 USER_AGENT = "defender-soar/0.1"
 
 
-class DefenderClient(HuntingOperations, AlertOperations, DeviceOperations, EntityOperations):
+class DefenderClient(HuntingOperations, AlertOperations, WriteBackOperations, DeviceOperations, EntityOperations):
     """A client for one Microsoft Defender tenant: Graph security and the Defender for Endpoint API.
 
     Build it with :func:`connector.connect` (kwargs, connection string or msticpyconfig.yaml) or

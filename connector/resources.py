@@ -31,6 +31,11 @@ class Resource:
         return self.transport.request("GET", path, params=params, operation=operation, permission=permission,
                                       limiter=self.limiter, parse=_json)
 
+    def send(self, method: str, path: str, body: dict, *, operation: str, permission: str) -> dict:
+        """POST or PATCH a JSON body (never re-sent once it may have arrived) and return the JSON answer."""
+        return self.transport.request(method, path, json=body, operation=operation, permission=permission,
+                                      limiter=self.limiter, parse=_json)
+
     def pager(self, path: str, *, operation: str, permission: str, params: dict | None = None,
               limit: int | None = None, kinds: Mapping[str, str] | None = None) -> ItemPaged:
         """A lazy :class:`ItemPaged` over an OData list; nothing is fetched until it is iterated."""
