@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 
+from .auth import clear_token_cache
 from .client import DefenderClient
 from .errors import (
     AuthenticationError,
+    BadRequestError,
     ConfigurationError,
+    ConflictError,
     DefenderError,
     NotFoundError,
     PermissionDeniedError,
     QueryError,
+    RedirectRefusedError,
     ServiceError,
     ThrottledError,
 )
@@ -113,8 +117,12 @@ __all__ = [
     "ConfigurationError",
     "AuthenticationError",
     "PermissionDeniedError",
+    "BadRequestError",
     "QueryError",
     "NotFoundError",
+    "ConflictError",
+    "RedirectRefusedError",
     "ThrottledError",
     "ServiceError",
+    "clear_token_cache",
 ]
