@@ -59,6 +59,7 @@ __all__ = ["MAX_ROWS", "RECOGNITION_ERROR", "RESULT_TOO_LARGE", "Frame", "KqlErr
 SCAN_ROWS = 10_000
 JOIN_ROWS = 10_000  # rows the right side of a join yields when it has no take of its own
 _TIME_COLUMN = "Timestamp"
+_RELATIVE_TIME = re.compile(r"\b(?:ago|now)\s*\(")
 _NON_SOURCES = {"union", "search", "find", "datatable", "print", "range", "externaldata", "evaluate", "let"}
 
 
@@ -74,10 +75,15 @@ class Plan:
 
     @property
     def cache_key(self) -> tuple:
-        """Identifies the result: ignored operators do not change it."""
+        """Identifies the result: ignored operators do not change it. A query that counts from now
+        (``ago()``, ``now()``) is only the same result within the same minute."""
         # Arguments are kept as written: folding whitespace would also fold it inside string literals.
-        return (self.table, self.base_rows, self.lets,
-                tuple((op, a.strip()) for op, a in self.steps if OPERATORS[op] is not op_ignore))
+        key = (self.table, self.base_rows, self.lets,
+               tuple((op, a.strip()) for op, a in self.steps if OPERATORS[op] is not op_ignore))
+        texts = [a for _, a in self.steps] + [v for _, v in self.lets]
+        if any(_RELATIVE_TIME.search(t) for t in texts):
+            key += (now_ticks() // (60 * TICKS_PER_SECOND),)
+        return key
 
     @property
     def source_end(self) -> int:

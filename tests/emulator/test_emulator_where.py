@@ -298,3 +298,10 @@ def test_verbatim_string_ending_in_a_backslash_inside_a_join():
     expected = sorted((r for r in rows if r["FolderPath"].lower().startswith("c:\\windows\\")),
                       key=lambda r: r["Timestamp"])
     assert run(query) == [{"FolderPath": r["FolderPath"]} for r in expected] and expected
+
+
+def test_cache_keys_of_queries_counting_from_now_carry_the_minute():
+    relative, fixed = parse("DeviceProcessEvents | where Timestamp > ago(1h)"), parse("DeviceProcessEvents | take 3")
+    minute = time.time_ns() // 100 // (60 * 10**7)
+    assert relative.cache_key[-1] in (minute, minute + 1) and len(relative.cache_key) == len(fixed.cache_key) + 1
+    assert parse("let t = now(); DeviceProcessEvents | take 3").cache_key[-1] in (minute, minute + 1)
