@@ -125,7 +125,7 @@ class Parameter:
         if kind == "identifier":
             return kql.identifier(value, name=name)
         if kind == "kql":
-            return kql.check_fragment(value, name=name)
+            return kql.check_fragment("" if value is None else value, name=name)
         items = _as_list(value, name)
         if self.choices is not None:
             bad = [v for v in items if v not in self.choices]
@@ -336,7 +336,7 @@ def _compile_template(template: str, params: dict[str, Parameter], where: str) -
                         f"{where}: the query uses {{{m.group(2)}}}, which is not a declared parameter.")
                 parts.append((m.group(2),))  # MSTICPy's "{x}": the value brings its own quotes
                 used.add(m.group(2))
-            elif _PLACEHOLDER.search(text) and re.search(r"\{[A-Za-z_][A-Za-z0-9_]*\}", text):
+            elif re.search(r"\{[A-Za-z_][A-Za-z0-9_]*\}", text):
                 raise ConfigurationError(
                     f"{where}: a placeholder inside the string literal {text[:60]} cannot be escaped; "
                     "make the whole value a parameter and write it bare ({name}).")
