@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 
+from .actions import ActionOperations
 from .alerts import AlertOperations, WriteBackOperations
 from .auth import Credentials
 from .devices import DeviceOperations
 from .entities import EntityOperations
 from .hunting import HuntingOperations, format_timespan
+from .indicators import IndicatorOperations
 from .ratelimit import RateLimiter, limiter_for
 from .resources import Resource
 from .settings import TenantSettings
@@ -22,7 +24,8 @@ from .transport import RetryPolicy, Transport, make_session
 USER_AGENT = "defender-soar/0.1"
 
 
-class DefenderClient(HuntingOperations, AlertOperations, WriteBackOperations, DeviceOperations, EntityOperations):
+class DefenderClient(HuntingOperations, AlertOperations, WriteBackOperations, DeviceOperations, EntityOperations,
+                     ActionOperations, IndicatorOperations):
     """A client for one Microsoft Defender tenant: Graph security and the Defender for Endpoint API.
 
     Build it with :func:`connector.connect` (kwargs, connection string or msticpyconfig.yaml) or

@@ -85,6 +85,16 @@ class ConflictError(DefenderError):
     """HTTP 409, or an action of the same kind already in progress on the device."""
 
 
+class ActionFailedError(DefenderError):
+    """A machine action ended Failed, TimeOut or Cancelled. ``action`` is the action as sent."""
+
+    def __init__(self, message: str, *, action: dict | None = None, final_status: str | None = None,
+                 **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.action = action or {}
+        self.final_status = final_status
+
+
 class RedirectRefusedError(DefenderError):
     """The service answered with a redirect, or a next-page link to another host.
 
@@ -125,6 +135,7 @@ __all__ = [
     "QueryError",
     "NotFoundError",
     "ConflictError",
+    "ActionFailedError",
     "RedirectRefusedError",
     "ThrottledError",
     "ServiceError",
