@@ -53,7 +53,8 @@ Dynamic / Object / anything unknown       ``object``: the values as ``json.loads
 ========================================  ================================================
 
 A value nested deeper than Python can hold (about 1,000 levels) makes the whole response a
-:class:`~connector.errors.ServiceError` that says so, never a ``RecursionError``.
+:class:`~connector.errors.QueryError` that says so, never a ``RecursionError``: asking again would
+bring the same answer, so it is not retried; the query has to leave that value out.
 """
 
 from __future__ import annotations
