@@ -16,7 +16,7 @@ from .devices import DeviceOperations
 from .entities import EntityOperations
 from .hunting import HuntingOperations, format_timespan
 from .indicators import IndicatorOperations
-from .ratelimit import RateLimiter, limiter_for
+from .ratelimit import Limiter, limiter_for
 from .resources import Resource
 from .settings import TenantSettings
 from .transport import RetryPolicy, Transport, make_session
@@ -92,7 +92,7 @@ class DefenderClient(HuntingOperations, AlertOperations, WriteBackOperations, De
                 resource = self._resources[name] = Resource(name, transport, limiter)
             return resource
 
-    def _hunting_limiter(self) -> RateLimiter:
+    def _hunting_limiter(self) -> Limiter:
         s = self.settings
         limits = s.rate_limits
         return limiter_for((s.cloud, s.tenant_id.lower(), "hunting"),

@@ -123,12 +123,35 @@ _registry: OrderedDict[tuple, RateLimiter] = OrderedDict()
 _registry_lock = threading.Lock()
 
 
-def limiter_for(key: tuple, limits: Sequence[tuple[int, float]]) -> RateLimiter:
-    """The process-wide limiter for ``key`` (cloud, tenant, quota family).
+#: ``factory(key, limits) -> Limiter``: where limiters come from when not from this process (see
+#: :func:`set_limiter_factory`); None for the in-process limiters.
+LimiterFactory = Callable[[tuple, Sequence[tuple[int, float]]], Limiter]
+_factory: LimiterFactory | None = None
 
-    Clients of one tenant share it; the limits of the newest client win (a setting changed on a
-    tenant takes effect without leaving the old limiter behind).
+
+def set_limiter_factory(factory: LimiterFactory | None) -> LimiterFactory | None:
+    """Take limiters from ``factory`` from now on (None: back to the in-process ones); returns the old one.
+
+    The hook for quotas shared across processes: the flows install one backed by Prefect's global
+    concurrency limits, so that workers on several machines together stay inside a tenant's quota.
+    ``factory(key, limits)`` gets the key (cloud, tenant, quota family) and the (count, seconds)
+    windows, and returns an object with a ``slot()`` context manager.
     """
+    global _factory
+    with _registry_lock:
+        previous, _factory = _factory, factory
+        return previous
+
+
+def limiter_for(key: tuple, limits: Sequence[tuple[int, float]]) -> Limiter:
+    """The limiter for ``key`` (cloud, tenant, quota family): the installed factory's, else the process's.
+
+    In-process, clients of one tenant share it; the limits of the newest client win (a setting
+    changed on a tenant takes effect without leaving the old limiter behind).
+    """
+    factory = _factory
+    if factory is not None:
+        return factory(key, limits)
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:

@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from .paging import ItemPaged
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter
 from .transport import Transport
 
 
 class Resource:
     """A resource's transport (root, token scope, retries) and its per-minute limiter."""
 
-    def __init__(self, name: str, transport: Transport, limiter: RateLimiter) -> None:
+    def __init__(self, name: str, transport: Transport, limiter: Limiter) -> None:
         self.name = name
         self.transport = transport
         self.limiter = limiter

@@ -61,3 +61,43 @@ def test_registry_shares_per_tenant_and_separates_tenants():
     a = limiter_for(("global", "tenant-a", "hunting"), [(45, 60.0)])
     assert limiter_for(("global", "tenant-a", "hunting"), [(45, 60.0)]) is a
     assert limiter_for(("global", "tenant-b", "hunting"), [(45, 60.0)]) is not a
+
+
+def test_slots_are_restamped_when_the_call_ends():
+    """The service counts a call when it arrives: a slot is freed a window after the answer, not the send."""
+    clock = FakeClock()
+    limiter = RateLimiter([(2, 60.0)], clock=clock, sleep=clock.sleep)
+    with limiter.slot():
+        clock.now += 5.0  # a slow handshake and answer
+    limiter.acquire()
+    assert limiter.would_wait() == 65.0 - clock.now  # the first slot frees at 5 + 60, not 0 + 60
+
+
+def test_registry_is_bounded_and_takes_the_newest_limits():
+    from connector import ratelimit
+
+    for i in range(ratelimit._MAX_LIMITERS + 100):
+        limiter_for(("global", f"tenant-{i}", "hunting"), [(45, 60.0)])
+    assert ratelimit.registry_size() <= ratelimit._MAX_LIMITERS
+    a = limiter_for(("global", "tenant-limits", "api"), [(100, 60.0)])
+    assert limiter_for(("global", "tenant-limits", "api"), [(10, 60.0)]) is a and a.limits == ((10, 60.0),)
+
+
+def test_an_installed_factory_supplies_the_limiters():
+    from connector.ratelimit import set_limiter_factory
+
+    made = []
+
+    def factory(key, limits):
+        made.append((key, tuple(limits)))
+        return RateLimiter(limits)
+
+    previous = set_limiter_factory(factory)
+    try:
+        limiter = limiter_for(("global", "t", "hunting"), [(45, 60.0)])
+        with limiter.slot():
+            pass
+    finally:
+        set_limiter_factory(previous)
+    assert made == [(("global", "t", "hunting"), ((45, 60.0),))]
+    assert limiter_for(("global", "t", "hunting"), [(45, 60.0)]) is not limiter  # back to the process's own
