@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from . import tenants_cli
+from . import hunt_cli, tenants_cli
 
 app = typer.Typer(
     name="defender-soar",
@@ -22,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts hold [optional] parts and <placeholders>, not markup
 )
 app.add_typer(tenants_cli.app, name="tenants")
+hunt_cli.register(app)  # hunt, query, triage, queries
 
 
 SERVER_HINT = (
@@ -34,8 +35,8 @@ SERVER_HINT = (
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Microsoft Defender hunting and response on Prefect. Blocks live in the Prefect server at PREFECT_API_URL."""
-    if ctx.resilient_parsing or ctx.invoked_subcommand is None:
-        return
+    if ctx.resilient_parsing or ctx.invoked_subcommand is None or ctx.invoked_subcommand in hunt_cli.LOCAL_COMMANDS:
+        return  # `queries` reads the library only: it needs no Prefect server
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():

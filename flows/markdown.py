@@ -36,9 +36,14 @@ def cell_text(value: Any, width: int = MAX_CELL) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
+_ESCAPING_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
+
+
 def md_escape(text: str) -> str:
-    """Text safe inside a Markdown table cell (pipes, backticks and angle brackets escaped)."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside a Markdown table cell: pipes, backticks and angle brackets escaped, and a backslash
+    only where Markdown would read it as an escape (``C:\\Users`` stays as it is)."""
+    text = _ESCAPING_BACKSLASH.sub(r"\\\\", text)
+    return text.replace("|", "\\|").replace("`", "\\`").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], width: int = MAX_CELL) -> str:

@@ -242,7 +242,8 @@ def _run_link() -> str | None:
     try:
         from prefect.runtime import flow_run
 
-        return flow_run.ui_url
+        url = flow_run.ui_url
+        return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
     except Exception:  # noqa: BLE001 - a link is a nicety; no run context or no UI URL configured
         return None
 
@@ -260,6 +261,7 @@ def alert(
     alert_id: str | None = None,
     incident_id: str | None = None,
     comment: str | None = None,
+    message: str | None = None,
 ) -> dict[str, Any]:
     """Tell people: a Markdown artifact, notifications, and optionally a comment on the Defender alert or incident.
 
@@ -268,7 +270,8 @@ def alert(
     - ``notify``: saved Prefect notification blocks as ``'<type-slug>/<name>'`` (Slack, Microsoft
       Teams, a custom webhook, ...), each sent ``title`` and ``summary``;
     - ``tenant`` with ``alert_id`` and/or ``incident_id``: ``comment`` (default: the title, the summary
-      and a link to this run) is added to the alert / incident in Defender.
+      and a link to this run) is added to the alert / incident in Defender;
+    - ``message``: the notification text, when it should be shorter than ``summary``.
 
     Every destination is tried; if a notification fails, :class:`AlertDeliveryError` is raised at the
     end naming it (the artifact and the comment are done by then). Returns what was done.
@@ -280,7 +283,8 @@ def alert(
 
     logger = run_logger()
     link = _run_link()
-    body = f"# {title}\n\n{summary.strip()}\n"
+    # A summary that is a whole report (its own "# " heading) is the artifact as it is.
+    body = summary.strip() + "\n" if summary.lstrip().startswith("# ") else f"# {title}\n\n{summary.strip()}\n"
     if frame is not None:
         body += f"\n## First rows ({min(len(frame), max_rows)} of {len(frame):,})\n\n{frame_markdown(frame, max_rows=max_rows)}\n"
     key = artifact_key(artifact or title)
@@ -300,7 +304,7 @@ def alert(
                 client.add_incident_comment(incident_id, text + suffix)
                 done["commented"].append(f"incident {incident_id}")
         logger.info("Commented on %s.", " and ".join(done["commented"]))
-    message = summary.strip() + (f"\n\n{link}" if link else "")
+    message = (message or summary).strip() + (f"\n\n{link}" if link else "")
     for ref in refs:
         try:
             send_notification(ref, message, title)
