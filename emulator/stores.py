@@ -1,10 +1,12 @@
-"""State stores behind the entity APIs: machines (with their users), files, IPs, alerts and incidents.
+"""State stores behind the entity APIs: machines (with their users), files, IPs, alerts, incidents, machine actions
+and indicators.
 
 Each store is thread-safe and versioned: every change bumps ``version``, which keys the cache of filtered
 results (:meth:`Store.select`), so a pager walking 10,000 alerts filters them once. Lists are copy-on-write
 snapshots: a request keeps reading the snapshot it started with while another request changes the store.
 
-Machine actions and indicators will be stores of the same kind (:class:`TimelineStore`).
+Machine actions are the exception to the cache: their status follows the clock, so their lists are filtered
+afresh on every request (:class:`MachineActionStore`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
-from .world import Alert, Comment, Incident, World, now_ticks
+from .world import Alert, Comment, Incident, Indicator, MachineAction, World, now_ticks
 
 T = TypeVar("T")
 
@@ -63,17 +65,19 @@ class MachineStore(Store):
 
     def load(self, machines: Iterable[dict[str, Any]], logons: dict[str, list[dict[str, Any]]]) -> None:
         """Replace every machine and logon."""
+        # Built aside, then swapped in: a request reading during a reset sees the old or the new, never half.
+        items = tuple(machines)
+        by_key: dict[str, dict[str, Any]] = {}
+        for m in items:
+            by_key[m["id"].lower()] = m
+            by_key.setdefault(m["computerDnsName"].lower(), m)
+        logons_by_id = {k.lower(): list(v) for k, v in logons.items()}
+        users: dict[str, list[dict[str, Any]]] = {}
+        for m in items:
+            for user in logons_by_id.get(m["id"].lower(), []):
+                users.setdefault(user["accountName"].lower(), []).append(m)
         with self._lock:
-            self._items = tuple(machines)
-            self._by_key = {}
-            for m in self._items:
-                self._by_key[m["id"].lower()] = m
-                self._by_key.setdefault(m["computerDnsName"].lower(), m)
-            self._logons = {k.lower(): list(v) for k, v in logons.items()}
-            self._users: dict[str, list[dict[str, Any]]] = {}
-            for m in self._items:
-                for user in self._logons.get(m["id"].lower(), []):
-                    self._users.setdefault(user["accountName"].lower(), []).append(m)
+            self._items, self._by_key, self._logons, self._users = items, by_key, logons_by_id, users
             self._changed()
 
     def all(self) -> tuple[dict[str, Any], ...]:
@@ -115,11 +119,12 @@ class FileStore(Store):
 
     def load(self, files: Iterable[dict[str, Any]]) -> None:
         """Replace every file."""
+        by_hash = {}
+        for f in files:
+            by_hash[f["sha1"].lower()] = f
+            by_hash[f["sha256"].lower()] = f
         with self._lock:
-            self._by_hash = {}
-            for f in files:
-                self._by_hash[f["sha1"].lower()] = f
-                self._by_hash[f["sha256"].lower()] = f
+            self._by_hash = by_hash
             self._changed()
 
     def get(self, file_hash: str) -> dict[str, Any] | None:
@@ -169,10 +174,11 @@ class TimelineStore(Store, Generic[T]):
 
     def load(self, items: Iterable[T]) -> None:
         """Replace every item."""
+        items = list(items)
+        order = tuple(sorted(items, key=self._key))
+        by_id = {str(i.id).lower(): i for i in items}  # type: ignore[attr-defined]
         with self._lock:
-            items = list(items)
-            self._order = tuple(sorted(items, key=self._key))
-            self._by_id = {str(i.id).lower(): i for i in items}  # type: ignore[attr-defined]
+            self._order, self._by_id = order, by_id
             self._next_seq = max((i.seq for i in items), default=-1) + 1  # type: ignore[attr-defined]
             self._changed()
 
@@ -203,8 +209,7 @@ class TimelineStore(Store, Generic[T]):
         """Add new items (each needs a distinct id)."""
         with self._lock:
             items = list(items)
-            for item in items:
-                self._by_id[str(item.id).lower()] = item  # type: ignore[attr-defined]
+            self._by_id = {**self._by_id, **{str(i.id).lower(): i for i in items}}  # type: ignore[attr-defined]
             self._order = tuple(sorted(self._order + tuple(items), key=self._key))
             self._changed()
 
@@ -234,6 +239,141 @@ class IncidentStore(TimelineStore[Incident]):
     """Incidents, oldest ``lastUpdateDateTime`` first."""
 
 
+class MachineActionStore(Store):
+    """Machine actions, newest first. A device runs at most one action of each type at a time (:meth:`submit`)."""
+
+    def __init__(self, actions: Iterable[MachineAction] = ()) -> None:
+        super().__init__()
+        self.load(actions)
+
+    def load(self, actions: Iterable[MachineAction]) -> None:
+        """Replace every action."""
+        with self._lock:
+            self._order: tuple[MachineAction, ...] = tuple(sorted(actions, key=lambda a: (a.created, a.seq),
+                                                                  reverse=True))
+            self._by_id = {a.id.lower(): a for a in self._order}
+            self._next_seq = max((a.seq for a in self._order), default=-1) + 1
+            self._changed()
+
+    def select(self, key: Hashable, items: Sequence[T], predicate: Callable[[T], bool] | None) -> Sequence[T]:
+        """Filtered afresh each time: a status filter's answer changes with the clock, not with the version."""
+        return items if predicate is None else tuple(item for item in items if predicate(item))
+
+    def all(self) -> tuple[MachineAction, ...]:
+        """Every action, newest first."""
+        return self._order
+
+    def get(self, action_id: str) -> MachineAction | None:
+        """An action by id (case-insensitive), or None."""
+        return self._by_id.get(action_id.lower())
+
+    def of_machine(self, machine_id: str) -> list[MachineAction]:
+        """The actions on one machine, newest first."""
+        key = machine_id.lower()
+        return [a for a in self._order if a.machine["id"].lower() == key]
+
+    def submit(self, action: MachineAction, now: int) -> MachineAction | None:
+        """Add ``action`` unless one of the same type is still running on its machine; returns that one if so."""
+        with self._lock:
+            for other in self.of_machine(action.machine["id"]):
+                if other.type == action.type and other.running(now):
+                    return other
+            action.seq, self._next_seq = self._next_seq, self._next_seq + 1
+            self._order = (action,) + self._order
+            self._by_id[action.id.lower()] = action
+            self._changed()
+            return None
+
+    def change(self, action: MachineAction, change: Callable[[MachineAction], None]) -> None:
+        """Apply ``change`` to an action under the store's lock."""
+        with self._lock:
+            change(action)
+            self._changed()
+
+    def by_package_token(self, token: str) -> MachineAction | None:
+        """The collection whose package download token this is, or None."""
+        return next((a for a in self._order if a.package_token is not None and a.package_token == token), None)
+
+
+class IndicatorQuotaError(Exception):
+    """Creating one more indicator would pass the tenant's quota of active indicators."""
+
+    def __init__(self, active: int, quota: int) -> None:
+        super().__init__(f"{active} active indicators, quota {quota}")
+        self.active, self.quota = active, quota
+
+
+def indicator_key(indicator_type: str, value: str) -> tuple[str, str]:
+    """What makes two indicators the same one: the type and the value (IPs canonical, the rest case-insensitive)."""
+    if indicator_type == "IpAddress":
+        return indicator_type, normalise_ip(value) or value
+    return indicator_type, value.lower()
+
+
+class IndicatorStore(Store):
+    """Custom indicators by id, one per (type, value), in creation order."""
+
+    def __init__(self, indicators: Iterable[Indicator] = ()) -> None:
+        super().__init__()
+        self.load(indicators)
+
+    def load(self, indicators: Iterable[Indicator]) -> None:
+        """Replace every indicator."""
+        with self._lock:
+            self._order: tuple[Indicator, ...] = tuple(sorted(indicators, key=lambda i: int(i.id)))
+            self._next_id = max((int(i.id) for i in self._order), default=1000) + 1
+            self._changed()
+
+    def all(self) -> tuple[Indicator, ...]:
+        """Every indicator, oldest first."""
+        return self._order
+
+    def get(self, indicator_id: str) -> Indicator | None:
+        """An indicator by id, or None."""
+        return next((i for i in self._order if i.id == str(indicator_id).strip()), None)
+
+    def find(self, indicator_type: str, value: str) -> Indicator | None:
+        """The indicator with that type and value, or None."""
+        key = indicator_key(indicator_type, value)
+        return next((i for i in self._order if indicator_key(i.type, i.value) == key), None)
+
+    def active(self, now: int) -> int:
+        """How many indicators count against the quota at ``now`` (those not expired)."""
+        return sum(1 for i in self._order if i.active(now))
+
+    def upsert(self, fields: dict[str, Any], who: str, now: int, quota: int) -> tuple[Indicator, bool]:
+        """Create an indicator from ``fields`` (Indicator attribute names), or update the one with the same type and
+        value; returns it and whether it is new. Raises :class:`IndicatorQuotaError` when a new one would pass
+        ``quota`` active indicators."""
+        with self._lock:
+            existing = self.find(fields["type"], fields["value"])
+            if existing is not None:
+                for name, value in fields.items():
+                    setattr(existing, name, value)
+                existing.last_update, existing.last_updated_by = max(now, existing.last_update + 1), who
+                self._changed()
+                return existing, False
+            active = self.active(now)
+            if active >= quota:
+                raise IndicatorQuotaError(active, quota)
+            made = Indicator(id=str(self._next_id), created=now, last_update=now, created_by=who, source=who,
+                             last_updated_by=who, **fields)
+            self._next_id += 1
+            self._order = self._order + (made,)
+            self._changed()
+            return made, True
+
+    def delete(self, indicator_id: str) -> bool:
+        """Remove an indicator; False when there is none with that id."""
+        with self._lock:
+            found = self.get(indicator_id)
+            if found is None:
+                return False
+            self._order = tuple(i for i in self._order if i is not found)
+            self._changed()
+            return True
+
+
 def add_comment(comments: list[Comment], text: str, author: str) -> Comment:
     """Append a comment stamped now."""
     comment = Comment(text, author, now_ticks())
@@ -250,6 +390,8 @@ class Stores:
         self.ips = IpStore(world.ips)
         self.alerts = AlertStore(world.alerts)
         self.incidents = IncidentStore(world.incidents)
+        self.actions = MachineActionStore(world.actions)
+        self.indicators = IndicatorStore(world.indicators)
 
     def load(self, world: World) -> None:
         """Put every store back to ``world``."""
@@ -258,3 +400,5 @@ class Stores:
         self.ips.load(world.ips)
         self.alerts.load(world.alerts)
         self.incidents.load(world.incidents)
+        self.actions.load(world.actions)
+        self.indicators.load(world.indicators)
