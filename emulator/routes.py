@@ -7,7 +7,9 @@ quotas, and each family of entity APIs (machines, alerts, files, ...) counts 100
 
 from __future__ import annotations
 
-from . import admin, alerts, entra, hunting, incidents, keyvault, machines
+import re
+
+from . import admin, alerts, entra, hunting, incidents, indicators, keyvault, machineactions, machines
 from .identity import HUNTING_ROLES, KEYVAULT_SECRETS_GET
 from .routing import Router
 
@@ -24,6 +26,13 @@ GRAPH_INCIDENT_READ = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.
 GRAPH_INCIDENT_WRITE = ("SecurityIncident.ReadWrite.All",)
 INCIDENT_READ = ("Incident.Read.All", "Incident.ReadWrite.All")
 INCIDENT_WRITE = ("Incident.ReadWrite.All",)
+#: Machine action URL suffix -> the permission it needs (§3.3); cancelling takes any of them.
+ACTION_ROLES = {"isolate": "Machine.Isolate", "unisolate": "Machine.Isolate", "runAntiVirusScan": "Machine.Scan",
+                "collectInvestigationPackage": "Machine.CollectForensics",
+                "restrictCodeExecution": "Machine.RestrictExecution",
+                "unrestrictCodeExecution": "Machine.RestrictExecution",
+                "StopAndQuarantineFile": "Machine.StopAndQuarantine"}
+TI_WRITE = ("Ti.ReadWrite", "Ti.ReadWrite.All")
 
 
 def build_router() -> Router:
@@ -56,6 +65,30 @@ def build_router() -> Router:
     r.add("GET", r"/api/ips/(?P<ip>[^/]+)/stats", "mde", machines.ip_stats, roles=("Ip.Read.All",), quota="ips")
     r.add("GET", r"/api/users/(?P<name>[^/]+)/machines", "mde", machines.user_machines, roles=MACHINE_READ,
           quota="users")
+
+    # Machine actions (§3.3): each action its own permission; all count against one "machineactions" quota.
+    for suffix, role in ACTION_ROLES.items():
+        r.add("POST", r"/api/machines/" + _ID + r"/(?P<action>" + suffix + ")", "mde", machineactions.submit_action,
+              roles=(role,), quota="machineactions")
+    r.add("GET", r"/api/machineactions", "mde", machineactions.list_actions, roles=MACHINE_READ,
+          quota="machineactions")
+    r.add("GET", r"/api/machineactions/" + _ID, "mde", machineactions.get_action, roles=MACHINE_READ,
+          quota="machineactions")
+    r.add("POST", r"/api/machineactions/" + _ID + r"/cancel", "mde", machineactions.cancel_action,
+          roles=tuple(dict.fromkeys(ACTION_ROLES.values())), quota="machineactions")
+    r.add("GET", r"/api/machineactions/" + _ID + r"/GetPackageUri", "mde", machineactions.package_uri,
+          roles=("Machine.CollectForensics",), quota="machineactions")
+    # The package link carries its own token (like a SAS URL), not a bearer token.
+    r.add("GET", re.escape(machineactions.PACKAGE_PATH), "mde", machineactions.download_package,
+          authenticated=False)
+
+    # Indicators (§3.4).
+    r.add("GET", r"/api/indicators", "mde", indicators.list_indicators, roles=TI_WRITE, quota="indicators")
+    r.add("POST", r"/api/indicators", "mde", indicators.post_indicator, roles=TI_WRITE, quota="indicators")
+    r.add("POST", r"/api/indicators/import", "mde", indicators.import_indicators, roles=TI_WRITE,
+          quota="indicators")
+    r.add("DELETE", r"/api/indicators/" + _ID, "mde", indicators.delete_indicator, roles=TI_WRITE,
+          quota="indicators")
 
     # MDE alerts (§3.1).
     r.add("GET", r"/api/alerts", "mde", alerts.list_mde_alerts, roles=ALERT_READ, quota="alerts")

@@ -19,14 +19,28 @@ from .quotas import QuotaTracker
 from .requestlog import RequestLog
 from .resultcache import ResultCache
 from .stores import Stores
+from .tables import TICKS_PER_SECOND
 from .vault import SecretStore
-from .world import build_world, incident_for, make_alert, now_ticks
+from .world import (
+    ACTION_OUTCOMES,
+    ACTION_STATUSES,
+    MachineAction,
+    build_world,
+    incident_for,
+    make_alert,
+    now_ticks,
+)
 
 #: Default number of items in one page of a list (a ``$top`` caps it further).
 PAGE_SIZE = 100
 # Seeded alerts are 1 ms apart, so their lastUpdateDateTime values are distinct and increasing.
 _SEED_STEP = 10_000
 _SEED_PER_INCIDENT = 25
+
+#: Seconds a new machine action stays Pending, then InProgress, before it ends (``State.action_timing``).
+DEFAULT_ACTION_TIMING = (1.0, 2.0)
+#: Active custom indicators a tenant may hold (defender-api.md §3.4).
+INDICATOR_QUOTA = 15_000
 
 #: Key Vault secret seeded with the default app's client secret (handy for Key Vault-backed demos).
 DEFAULT_SECRET_NAME = "defender-client-secret"
@@ -44,9 +58,14 @@ class State:
     ``quotas.per_minute``/``per_hour`` tune hunting quotas, ``api_quotas`` the entity APIs' (100/minute for
     each family, 50 for legacy incidents); ``enforce_quotas=False`` turns them all off.
 
-    ``stores`` holds the seeded world (machines, files, IPs, alerts, incidents); ``page_size`` is the
-    largest page a list returns and ``next_link_base`` (None: the request's own scheme://host:port) the
-    origin put in ``@odata.nextLink``.
+    ``stores`` holds the seeded world (machines, files, IPs, alerts, incidents, machine actions, indicators);
+    ``page_size`` is the largest page a list returns and ``next_link_base`` (None: the request's own
+    scheme://host:port) the origin put in ``@odata.nextLink``.
+
+    Machine actions: ``action_timing = (pending_s, in_progress_s)`` times new actions; ``next_action_outcome``
+    ("Failed", "TimeOut") ends the next one submitted that way, :meth:`set_device_action_outcome` every one on a
+    device; :meth:`actions_on`, :meth:`finish_action` and :meth:`isolated` read and steer them.
+    ``indicator_quota`` caps active custom indicators (15,000).
     """
 
     def __init__(self, enforce_quotas: bool = True, *, tenant_id: str | None = None, client_id: str | None = None,
@@ -74,6 +93,14 @@ class State:
         self.next_link_base: str | None = None
         self._anchor = now_ticks()
         self.stores = Stores(build_world(self._anchor))
+        self._outcome_lock = threading.Lock()
+        self._action_defaults()
+
+    def _action_defaults(self) -> None:
+        self.action_timing = DEFAULT_ACTION_TIMING
+        self.next_action_outcome = None
+        self._device_outcomes: dict[str, str] = {}
+        self.indicator_quota = INDICATOR_QUOTA
 
     # ------------------------------------------------------------ scripting
 
@@ -125,16 +152,117 @@ class State:
         incidents.add(incident_for(g, g[0].incident_id, rng, seq + k) for k, g in enumerate(groups))
         return [a.id for a in made]
 
+    # ------------------------------------------------------------ machine actions and indicators
+
+    @property
+    def action_timing(self) -> tuple[float, float]:
+        """(seconds Pending, seconds InProgress) of machine actions submitted from now on."""
+        return self._action_timing
+
+    @action_timing.setter
+    def action_timing(self, value: tuple[float, float]) -> None:
+        pending, in_progress = (float(v) for v in value)
+        if pending < 0 or in_progress < 0:
+            raise ValueError("action_timing takes two non-negative numbers of seconds: (pending, in_progress)")
+        self._action_timing = (pending, in_progress)
+
+    @property
+    def next_action_outcome(self) -> str | None:
+        """How the next machine action submitted ends (Succeeded, Failed or TimeOut); used once, then None."""
+        return self._next_action_outcome
+
+    @next_action_outcome.setter
+    def next_action_outcome(self, value: str | None) -> None:
+        self._next_action_outcome = _outcome(value)
+
+    def set_device_action_outcome(self, device: str, outcome: str | None) -> None:
+        """Every action submitted on ``device`` (id or DNS name) from now on ends ``outcome``; None undoes it."""
+        machine = self._machine(device)
+        key = machine["id"].lower()
+        if outcome is None:
+            self._device_outcomes.pop(key, None)
+        else:
+            self._device_outcomes[key] = _outcome(outcome)  # type: ignore[assignment]
+
+    def take_action_outcome(self, machine_id: str) -> str:
+        """The outcome of an action being submitted on ``machine_id`` (consumes ``next_action_outcome``)."""
+        with self._outcome_lock:
+            chosen, self._next_action_outcome = self._next_action_outcome, None
+        return chosen or self._device_outcomes.get(machine_id.lower(), "Succeeded")
+
+    def action_times(self, created: int, outcome: str) -> tuple[int, int]:
+        """(started, finished) ticks of an action created at ``created`` under the current timing.
+
+        A TimeOut never starts: the device did not pick it up, so it stays Pending until it times out.
+        """
+        pending, in_progress = (int(s * TICKS_PER_SECOND) for s in self.action_timing)
+        if outcome == "TimeOut":
+            return created + pending + in_progress, created + pending + in_progress
+        return created + pending, created + pending + in_progress
+
+    def _machine(self, device: str) -> dict:
+        machine = self.stores.machines.get(device)
+        if machine is None:
+            raise KeyError(f"no machine {device!r} in the emulator")
+        return machine
+
+    def actions_on(self, device: str, action_type: str | None = None) -> list[MachineAction]:
+        """The machine actions on a device (id or DNS name), newest first; ``action_type`` narrows to one type.
+        ``action.status(now_ticks())`` says where each one is."""
+        machine = self._machine(device)
+        return [a for a in self.stores.actions.of_machine(machine["id"])
+                if action_type is None or a.type.lower() == action_type.lower()]
+
+    def action_status(self, action_id: str) -> str:
+        """The current status of a machine action."""
+        action = self.stores.actions.get(action_id)
+        if action is None:
+            raise KeyError(f"no machine action {action_id!r}")
+        return action.status(now_ticks())
+
+    def finish_action(self, action_id: str, status: str = "Succeeded") -> None:
+        """End a machine action now: Succeeded, Failed, TimeOut or Cancelled."""
+        if status not in ACTION_STATUSES[2:]:
+            raise ValueError(f"status must be one of {', '.join(ACTION_STATUSES[2:])}")
+        action = self.stores.actions.get(action_id)
+        if action is None:
+            raise KeyError(f"no machine action {action_id!r}")
+        now = now_ticks()
+
+        def finish(a: MachineAction) -> None:
+            a.started, a.finished = min(a.started, now), now
+            if status == "Cancelled":
+                a.cancelled, a.cancellation_requestor = now, "emulator"
+            else:
+                a.outcome = status
+        self.stores.actions.change(action, finish)
+
+    def isolated(self, device: str) -> bool:
+        """Whether a device (id or DNS name) is isolated now: its latest Isolate/Unisolate that succeeded says."""
+        now = now_ticks()
+        done = [a for a in self.actions_on(device) if a.type in ("Isolate", "Unisolate") and a.status(now) == "Succeeded"]
+        latest = max(done, key=lambda a: (a.finished, a.seq), default=None)
+        return latest is not None and latest.type == "Isolate"
+
     def reset_world(self) -> None:
-        """Put machines, files, IPs, alerts and incidents back as seeded (undoing updates and seed_alerts)."""
+        """Put machines, files, IPs, alerts, incidents, machine actions and indicators back as seeded (undoing
+        updates and seed_alerts)."""
         self.stores.load(build_world(self._anchor))
 
     def reset(self) -> None:
-        """Clear faults, the request log and quota counters; restore the seeded world and the paging settings."""
+        """Clear faults, the request log and quota counters; restore the seeded world, the paging settings and the
+        machine-action and indicator settings."""
         self.faults.clear()
         self.requests.clear()
         self.quotas.reset()
         self.api_quotas.reset()
         self.page_size = PAGE_SIZE
         self.next_link_base = None
+        self._action_defaults()
         self.reset_world()
+
+
+def _outcome(value: str | None) -> str | None:
+    if value is not None and value not in ACTION_OUTCOMES:
+        raise ValueError(f"an action outcome is one of {', '.join(ACTION_OUTCOMES)} (or None), not {value!r}")
+    return value

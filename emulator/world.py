@@ -134,6 +134,93 @@ class Incident:
     cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
 
+#: How a machine action may end by itself (``Cancelled`` comes only from a cancel request).
+ACTION_OUTCOMES = ("Succeeded", "Failed", "TimeOut")
+#: Every status a machine action can have, in lifecycle order.
+ACTION_STATUSES = ("Pending", "InProgress") + ACTION_OUTCOMES + ("Cancelled",)
+#: What ``errorHResult`` says when an action ends: E_FAIL for a failure, 0 otherwise.
+ACTION_HRESULTS = {"Failed": -2147467259}
+
+
+@dataclass(eq=False)
+class MachineAction:
+    """One response action on a machine. Times are ticks.
+
+    Its status follows the clock, so nothing runs in the background: ``Pending`` until ``started``,
+    ``InProgress`` until ``finished``, then ``outcome`` (Succeeded, Failed or TimeOut), unless it was
+    cancelled first (``cancelled`` set).
+    """
+
+    id: str
+    type: str
+    scope: str | None
+    requestor: str
+    comment: str
+    machine: dict[str, Any]
+    created: int
+    started: int
+    finished: int
+    outcome: str = "Succeeded"
+    sha1: str | None = None
+    cancelled: int | None = None
+    cancellation_requestor: str | None = None
+    cancellation_comment: str | None = None
+    package_token: str | None = None
+    seq: int = 0
+
+    def status(self, now: int) -> str:
+        """The status at ``now`` (ticks)."""
+        if self.cancelled is not None:
+            return "Cancelled"
+        if now < self.started:
+            return "Pending"
+        if now < self.finished:
+            return "InProgress"
+        return self.outcome
+
+    def last_update(self, now: int) -> int:
+        """When the status last changed, as of ``now``."""
+        if self.cancelled is not None:
+            return self.cancelled
+        if now < self.started:
+            return self.created
+        return self.started if now < self.finished else self.finished
+
+    def running(self, now: int) -> bool:
+        """Pending or InProgress at ``now``."""
+        return self.status(now) in ("Pending", "InProgress")
+
+
+@dataclass(eq=False)
+class Indicator:
+    """A custom indicator (IoC). ``expiration`` and the other times are ticks; enumerations in MDE's spelling."""
+
+    id: str
+    value: str
+    type: str
+    action: str
+    title: str
+    description: str
+    created: int
+    last_update: int
+    created_by: str
+    source: str
+    source_type: str = "AadApp"
+    last_updated_by: str | None = None
+    application: str | None = None
+    severity: str | None = None
+    expiration: int | None = None
+    recommended_actions: str | None = None
+    rbac_group_names: list[str] = field(default_factory=list)
+    generate_alert: bool = False
+    educate_url: str | None = None
+    external_id: str | None = None
+
+    def active(self, now: int) -> bool:
+        """Counts against the quota: not expired at ``now``."""
+        return self.expiration is None or self.expiration > now
+
+
 # ---------------------------------------------------------------- machines, users, files, IPs
 
 
@@ -342,9 +429,58 @@ def incident_for(alerts: list[Alert], incident_id: int, rng: random.Random, seq:
         alert_ids=[a.id for a in alerts], seq=seq)
 
 
+# ---------------------------------------------------------------- machine actions and indicators
+
+_ACTION_HISTORY = (  # (machine index, type, scope, days ago, minutes it took, file name)
+    (1, "RunAntiVirusScan", "Full", 9, 31, None),
+    (2, "CollectInvestigationPackage", None, 6, 4, None),
+    (2, "StopAndQuarantineFile", None, 6, 1, "upd.exe"),
+    (4, "Isolate", "Full", 5, 2, None),
+    (4, "Unisolate", None, 4, 1, None),
+    (7, "RunAntiVirusScan", "Quick", 2, 6, None),
+)
+
+
+def build_actions(machines: list[dict[str, Any]], anchor: int) -> list[MachineAction]:
+    """A short history of finished response actions (scans, a collection, a quarantine, an isolation and its release)."""
+    rng = random.Random(_SEED + 5)
+    out = []
+    for seq, (index, kind, scope, days, minutes, file_name) in enumerate(_ACTION_HISTORY):
+        created = anchor - days * DAY - rng.randrange(0, 8) * HOUR
+        sha1 = next(i.SHA1 for i in images() if i.FileName == file_name) if file_name else None
+        out.append(MachineAction(
+            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), type=kind, scope=scope,
+            requestor="secops@contoso.com", comment=f"{kind} by the SOC (seeded history)",
+            machine=machines[index % len(machines)], created=created, started=created + 20 * TICKS_PER_SECOND,
+            finished=created + minutes * MINUTE, sha1=sha1, seq=seq))
+    return out
+
+
+def build_indicators(anchor: int) -> list[Indicator]:
+    """A few indicators from earlier incidents: the C2 address, the malicious file, a domain, a URL; one expired."""
+    upd = next(i for i in images() if i.FileName == "upd.exe")
+    made = [
+        ("203.0.113.77", "IpAddress", "Block", "C2 address seen in incident 2007", 30, "High"),
+        (upd.SHA1, "FileSha1", "BlockAndRemediate", "upd.exe dropper", None, "High"),
+        ("files.contoso-cdn.net", "DomainName", "Warn", "Look-alike CDN domain", 90, "Medium"),
+        ("http://198.51.100.23/stage2.ps1", "Url", "Block", "Stage 2 download URL", 14, "Medium"),
+        ("52.97.146.200", "IpAddress", "Audit", "Scanner seen last month (expired)", -3, "Low"),
+    ]
+    out = []
+    for n, (value, kind, action, title, days, severity) in enumerate(made):
+        created = anchor - (40 - n) * DAY
+        out.append(Indicator(
+            id=str(1001 + n), value=value, type=kind, action=action, title=title,
+            description=f"{title}. Added by the SOC.", created=created, last_update=created,
+            created_by="secops@contoso.com", source="secops@contoso.com", source_type="User",
+            severity=severity, expiration=None if days is None else anchor + days * DAY,
+            recommended_actions="Investigate any device that reaches it.", generate_alert=action == "Audit"))
+    return out
+
+
 @dataclass
 class World:
-    """The seeded entities: machines, logged-on users, files, IPs, alerts and incidents."""
+    """The seeded entities: machines, logged-on users, files, IPs, alerts, incidents, machine actions and indicators."""
 
     anchor: int
     machines: list[dict[str, Any]]
@@ -353,6 +489,8 @@ class World:
     ips: dict[str, dict[str, Any]]
     alerts: list[Alert]
     incidents: list[Incident]
+    actions: list[MachineAction] = field(default_factory=list)
+    indicators: list[Indicator] = field(default_factory=list)
 
 
 def build_world(anchor: int | None = None, incident_count: int = 24) -> World:
@@ -389,4 +527,5 @@ def build_world(anchor: int | None = None, incident_count: int = 24) -> World:
         if open_severities:
             machine["riskScore"] = max(open_severities, key=SEVERITIES.index).capitalize()
     return World(anchor, machines, build_logons(machines, anchor), build_files(anchor),
-                 build_ips(machines, anchor), alerts, incidents)
+                 build_ips(machines, anchor), alerts, incidents, build_actions(machines, anchor),
+                 build_indicators(anchor))
