@@ -58,13 +58,15 @@ M365D_INCIDENT_KINDS = {
 }
 
 
-def _since(field: str, since: datetime | None) -> str | None:
-    return f"{field} ge {iso(since)}" if since is not None else None
-
-
-def _top(top: int | None, page_size: int | None, most: int) -> dict:
+def _list_params(updated_field: str, since: datetime | None, filter: str | None, top: int | None,
+                 page_size: int | None, most: int) -> dict:
+    """OData parameters of a list updated since ``since``: ``$filter`` and a page size no larger than ``most``."""
     size = page_size if page_size is not None else (top if top is not None and top <= most else None)
-    return {"$top": str(min(size, most))} if size else {}
+    params = {"$top": str(min(size, most))} if size else {}
+    clause = odata_filter(f"{updated_field} ge {iso(since)}" if since is not None else None, filter)
+    if clause:
+        params["$filter"] = clause
+    return params
 
 
 class AlertOperations:
@@ -77,10 +79,7 @@ class AlertOperations:
         ``filter`` is an extra OData clause (``"severity eq 'high'"``), joined with ``and``; ``top``
         stops after that many alerts; ``page_size`` is the ``$top`` of each page.
         """
-        params = _top(top, page_size, 2000)
-        clause = odata_filter(_since("lastUpdateDateTime", since), filter)
-        if clause:
-            params["$filter"] = clause
+        params = _list_params("lastUpdateDateTime", since, filter, top, page_size, 2000)
         return self._resource("graph").pager("/v1.0/security/alerts_v2", operation="list alerts",
                                               permission=_GRAPH_ALERTS, params=params, limit=top, kinds=ALERT_KINDS)
 
@@ -92,10 +91,7 @@ class AlertOperations:
     def list_incidents(self, since: datetime | None = None, *, filter: str | None = None, top: int | None = None,
                        page_size: int | None = None, expand_alerts: bool = False) -> ItemPaged:
         """Graph ``incidents`` updated at or after ``since``; with ``expand_alerts`` each carries its alerts."""
-        params = _top(top, page_size, 50)
-        clause = odata_filter(_since("lastUpdateDateTime", since), filter)
-        if clause:
-            params["$filter"] = clause
+        params = _list_params("lastUpdateDateTime", since, filter, top, page_size, 50)
         if expand_alerts:
             params["$expand"] = "alerts"
         return self._resource("graph").pager("/v1.0/security/incidents", operation="list incidents",
@@ -112,10 +108,7 @@ class AlertOperations:
     def list_mde_alerts(self, since: datetime | None = None, *, filter: str | None = None, top: int | None = None,
                         page_size: int | None = None, expand_evidence: bool = False) -> ItemPaged:
         """Legacy Defender for Endpoint ``/api/alerts`` updated at or after ``since`` (``lastUpdateTime``)."""
-        params = _top(top, page_size, 10_000)
-        clause = odata_filter(_since("lastUpdateTime", since), filter)
-        if clause:
-            params["$filter"] = clause
+        params = _list_params("lastUpdateTime", since, filter, top, page_size, 10_000)
         if expand_evidence:
             params["$expand"] = "evidence"
         return self._resource("mde").pager("/api/alerts", operation="list MDE alerts", permission=_MDE_ALERTS,
@@ -129,10 +122,7 @@ class AlertOperations:
     def list_m365d_incidents(self, since: datetime | None = None, *, filter: str | None = None,
                              top: int | None = None, page_size: int | None = None) -> ItemPaged:
         """Legacy Microsoft 365 Defender ``/api/incidents`` (at most 100 a page), updated since ``since``."""
-        params = _top(top, page_size, 100)
-        clause = odata_filter(_since("lastUpdateTime", since), filter)
-        if clause:
-            params["$filter"] = clause
+        params = _list_params("lastUpdateTime", since, filter, top, page_size, 100)
         return self._resource("m365d").pager("/api/incidents", operation="list M365D incidents",
                                               permission=_M365D_INCIDENTS, params=params, limit=top,
                                               kinds=M365D_INCIDENT_KINDS)
