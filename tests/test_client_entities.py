@@ -56,7 +56,7 @@ def test_find_devices_by_name_prefix(client, device):
 
 
 def test_find_devices_by_ip_at_a_time(client, device):
-    last_seen = pd.Timestamp(device["lastSeen"]).to_pydatetime()
+    last_seen = pd.Timestamp(device["lastSeen"]).to_pydatetime(warn=False)
     found = client.find_devices_by_ip(device["lastIpAddress"], at=last_seen).to_frame()
     assert device["id"] in set(found["id"])
     with pytest.raises(BadRequestError, match="not an IP address"):
