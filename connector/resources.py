@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
+import msgspec
+
 from .paging import ItemPaged
 from .ratelimit import Limiter
 from .transport import Transport
@@ -73,9 +75,13 @@ def _json(response) -> dict:
     from .errors import ServiceError
 
     try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        raise ServiceError("The service answered with a body that is not JSON.", status=response.status_code) from None
+        body = msgspec.json.decode(response.content)  # several times faster than json for pages of alerts
+    except (msgspec.DecodeError, RecursionError):
+        try:  # json.loads reads a few things msgspec refuses (lone UTF-16 surrogates in Windows names)
+            body = response.json()
+        except (ValueError, RecursionError):
+            raise ServiceError("The service answered with a body that is not JSON.",
+                               status=response.status_code) from None
     if not isinstance(body, dict):
         raise ServiceError("The service answered with JSON that is not an object.", status=response.status_code)
     return body
