@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from .errors import ActionFailedError, BadRequestError, ConflictError, ServiceError
+from .hunting import iso
 from .resources import odata_string, segment
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed", "TimeOut", "Cancelled")
 RUNNING = ("Pending", "InProgress")
 _READ = "Machine.Read.All (WindowsDefenderATP)"
+# How far the service's clock may be behind ours when a lost answer is looked up by creation time.
+_CLOCK_SKEW = timedelta(minutes=5)
 #: action type -> (path suffix, permission)
 _ACTIONS = {
     "Isolate": ("isolate", "Machine.Isolate (WindowsDefenderATP)"),
@@ -98,9 +102,11 @@ class MachineActionPoller:
 
     def cancel(self, comment: str = "Cancelled by defender-soar") -> dict:
         """Ask Defender to cancel the action; returns it (poll on to see it Cancelled)."""
+        # Cancelling takes the permission of the action itself (Machine.Isolate for an isolation...).
+        _, permission = _ACTIONS.get(self._action.get("type", ""), (None, "Machine.Isolate (WindowsDefenderATP)"))
         self._action = self._client._resource("mde").send(
             "POST", f"/api/machineactions/{segment(self.action_id)}/cancel", {"Comment": comment},
-            operation="cancel machine action", permission="Machine.Read.All (WindowsDefenderATP)")
+            operation="cancel machine action", permission=permission)
         return self.action
 
 
@@ -174,6 +180,7 @@ class ActionOperations:
             log.info("%s is already %s on %s (action %s): not submitting again.", action_type, pending["status"],
                      device_id, pending["id"])
             return MachineActionPoller(self, pending, reused=True)
+        sent_at = datetime.now(UTC)
         try:
             action = self._resource("mde").send("POST", f"/api/machines/{segment(device_id)}/{suffix}", body,
                                                 operation=f"{action_type} device", permission=permission)
@@ -189,16 +196,24 @@ class ActionOperations:
             if not exc.reached_service:
                 raise
             # The request may have arrived and the answer been lost: find the action rather than send it twice.
-            pending = self._pending_action(device_id, action_type)
+            # A quick device may already have finished it, so look beyond the pending ones too.
+            pending = (self._pending_action(device_id, action_type)
+                       or self._submitted_action(device_id, action_type, body["Comment"], sent_at))
             if pending is None:
                 raise ServiceError(
-                    f"{action_type} on {device_id}: the answer was lost and no such action is pending on the device, "
+                    f"{action_type} on {device_id}: the answer was lost and no such action is on the device, "
                     "so it was probably not created. Nothing was sent twice; run it again to retry.",
                     reached_service=True,
                 ) from None
             log.warning("%s on %s: the answer was lost; found action %s.", action_type, device_id, pending["id"])
             return MachineActionPoller(self, pending, reused=False)
         return MachineActionPoller(self, action)
+
+    def _submitted_action(self, device_id: str, action_type: str, comment: str, sent_at: datetime) -> dict | None:
+        """The newest action of this type on the device, created since ``sent_at`` with our comment, in any status."""
+        since = f"creationDateTimeUtc ge {iso(sent_at - _CLOCK_SKEW)}"
+        actions = self.list_machine_actions(device_id=device_id, action_type=action_type, filter=since)
+        return next((a for a in actions if a.get("requestorComment") == comment), None)
 
     def _pending_action(self, device_id: str, action_type: str) -> dict | None:
         status = " or ".join(f"status eq {odata_string(s)}" for s in RUNNING)

@@ -248,11 +248,12 @@ class MachineActionStore(Store):
 
     def load(self, actions: Iterable[MachineAction]) -> None:
         """Replace every action."""
+        # Built aside, then swapped in: a request reading during a reset sees the old or the new, never half.
+        order = tuple(sorted(actions, key=lambda a: (a.created, a.seq), reverse=True))
+        by_id = {a.id.lower(): a for a in order}
         with self._lock:
-            self._order: tuple[MachineAction, ...] = tuple(sorted(actions, key=lambda a: (a.created, a.seq),
-                                                                  reverse=True))
-            self._by_id = {a.id.lower(): a for a in self._order}
-            self._next_seq = max((a.seq for a in self._order), default=-1) + 1
+            self._order, self._by_id = order, by_id
+            self._next_seq = max((a.seq for a in order), default=-1) + 1
             self._changed()
 
     def select(self, key: Hashable, items: Sequence[T], predicate: Callable[[T], bool] | None) -> Sequence[T]:
@@ -279,8 +280,8 @@ class MachineActionStore(Store):
                 if other.type == action.type and other.running(now):
                     return other
             action.seq, self._next_seq = self._next_seq, self._next_seq + 1
+            self._by_id = {**self._by_id, action.id.lower(): action}
             self._order = (action,) + self._order
-            self._by_id[action.id.lower()] = action
             self._changed()
             return None
 
@@ -319,9 +320,10 @@ class IndicatorStore(Store):
 
     def load(self, indicators: Iterable[Indicator]) -> None:
         """Replace every indicator."""
+        order = tuple(sorted(indicators, key=lambda i: int(i.id)))
         with self._lock:
-            self._order: tuple[Indicator, ...] = tuple(sorted(indicators, key=lambda i: int(i.id)))
-            self._next_id = max((int(i.id) for i in self._order), default=1000) + 1
+            self._order: tuple[Indicator, ...] = order
+            self._next_id = max((int(i.id) for i in order), default=1000) + 1
             self._changed()
 
     def all(self) -> tuple[Indicator, ...]:
