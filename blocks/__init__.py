@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from .keyvault import AzureKeyVaultSecret
 from .naming import check_block_name, suggest_block_name
+from .protected import ProtectedDevices
 from .tenant import DefenderTenant, TenantRateLimits
 
-__all__ = ["DefenderTenant", "AzureKeyVaultSecret", "TenantRateLimits", "check_block_name", "suggest_block_name"]
+__all__ = ["DefenderTenant", "AzureKeyVaultSecret", "ProtectedDevices", "TenantRateLimits", "check_block_name",
+           "suggest_block_name"]
