@@ -15,6 +15,7 @@ Pool values are encoded once per process.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import random
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .entities import ALERT_TITLES, FILES, REMOTES, Account, Device, Image, accounts, devices, images
+from .incident import hunting_rows
 
 TICKS_PER_SECOND = 10_000_000  # DateTime values carry 7 fractional digits (100 ns ticks)
 
@@ -129,6 +131,12 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
         "RemoteUrl AccountName AccountDomain AccountSid AccountObjectId AccountUpn DeviceId DeviceName LocalIP "
         "NetworkMessageId EmailSubject ApplicationId:Int32 Application OAuthApplicationId:Guid "
         "ProcessCommandLine AdditionalFields:Object RegistryKey RegistryValueName RegistryValueData"),
+    # Defender for Identity: authentications against the domain controllers (the M365D identity queries).
+    "IdentityLogonEvents": _schema(
+        "Timestamp:DateTime ActionType Application LogonType Protocol FailureReason AccountName AccountDomain "
+        "AccountUpn AccountSid AccountObjectId AccountDisplayName DeviceName DeviceType OSPlatform IPAddress "
+        "Port:Int32 DestinationDeviceName DestinationIPAddress DestinationPort:Int32 TargetDeviceName "
+        "TargetAccountDisplayName Location ISP ReportId:Int64 AdditionalFields:Object"),
 }
 
 
@@ -400,63 +408,145 @@ def _logon_events(g: _Gen, n: int) -> list[Row]:
     return rows
 
 
-def _alert(g: _Gen, k: int) -> dict[str, Any]:
-    """Alert number ``k`` of the window; AlertInfo and AlertEvidence agree on it."""
-    rng = random.Random(f"alert|{g.start}|{k}")
-    title, category, severity, techniques = ALERT_TITLES[k % len(ALERT_TITLES)]
-    t = g.start + int(rng.random() * g.span)
-    return {
-        "Timestamp": format_ticks(t),
-        "AlertId": f"da{638_400_000_000_000_000 + t // 10**9}_{rng.randrange(-2**31, 2**31)}",
-        "Title": title, "Category": category, "Severity": severity,
-        "ServiceSource": "Microsoft Defender for Endpoint",
-        "DetectionSource": rng.choice(("EDR", "Antivirus", "Custom detection")),
-        "AttackTechniques": techniques,
-    }
+_DETECTIONS = tuple(enc(d) for d in ("EDR", "Antivirus", "Custom detection"))
+_SERVICE_SOURCE = enc("Microsoft Defender for Endpoint")
 
 
-def _encoded(table: str, values: dict[str, Any]) -> Row:
-    return tuple(enc(values.get(name)) for name, _ in SCHEMAS[table])
+@functools.cache
+def _titles() -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], ...]:
+    """Per ALERT_TITLES entry, encoded: (title, category, severity, techniques, categories)."""
+    return tuple((enc(title), enc(category), enc(severity), enc(techniques), enc(f'["{category}"]'))
+                 for title, category, severity, techniques in ALERT_TITLES)
+
+
+def _alert(g: _Gen, k: int) -> tuple[bytes, bytes, int, bytes]:
+    """Alert number ``k`` of the window, encoded: (Timestamp, AlertId, title index, DetectionSource).
+
+    AlertInfo and AlertEvidence agree on it: it depends only on the window's start and ``k``.
+    """
+    # A hash, not a Random seeded per alert: seeding one cost more than the rest of the row.
+    digest = hashlib.blake2b(b"alert|%d|%d" % (g.start, k), digest_size=16).digest()
+    t = g.start + int((int.from_bytes(digest[:8], "big") >> 11) / 2**53 * g.span)
+    alert_id = b'"da%d_%d"' % (638_400_000_000_000_000 + t // 10**9, int.from_bytes(digest[8:12], "big", signed=True))
+    return _ts(t), alert_id, k % len(ALERT_TITLES), _DETECTIONS[digest[12] % len(_DETECTIONS)]
 
 
 def _alert_info(g: _Gen, n: int) -> list[Row]:
-    return [_encoded("AlertInfo", _alert(g, k)) for k in range(n)]
+    titles = _titles()
+    rows = []
+    for k in range(n):
+        when, alert_id, index, detection = _alert(g, k)
+        title, category, severity, techniques, _ = titles[index]
+        rows.append((when, alert_id, title, category, severity, _SERVICE_SOURCE, detection, techniques))
+    return rows
+
+
+_ENTITY_TYPES = tuple(enc(e) for e in ("Machine", "Process", "File", "User", "Ip", "Url"))
+_IMPACTED, _RELATED, _DESTINATION = enc("Impacted"), enc("Related"), enc("Destination")
+_APPLICATION = (b"11161", enc("Microsoft 365"), enc("4765445b-32c6-49b0-83e6-1d93765276ca"))
+_NO_FILE = (NULL,) * 6            # FileName FolderPath SHA1 SHA256 FileSize ThreatFamily
+_NO_ACCOUNT = (NULL,) * 5         # AccountName AccountDomain AccountSid AccountObjectId AccountUpn
+_NO_APPLICATION = (NULL,) * 3     # ApplicationId Application OAuthApplicationId
+_NO_MESSAGE = (NULL, NULL)        # NetworkMessageId EmailSubject
+_NO_REGISTRY = (NULL, NULL, NULL)  # RegistryKey RegistryValueName RegistryValueData
+
+
+@functools.cache
+def _evidence_files() -> tuple[Row, ...]:
+    """Per Windows exe of the pool (same order): FileName FolderPath SHA1 SHA256 FileSize ThreatFamily."""
+    return tuple(exe.proc_block[:4] + (exe.proc_block[5],)
+                 + (enc("Mimikatz" if "comsvcs" in exe.image.command_lines[-1] else None),) for exe in _pools()[0])
 
 
 def _alert_evidence(g: _Gen, n: int) -> list[Row]:
+    # Pre-encoded cells in schema order: a dict per row and json.dumps per cell cost five times more.
+    rand, rng = g.rand, g.rng
+    titles, files, hosts, who, win = _titles(), _evidence_files(), g.hosts, g.who, g.win
     rows = []
-    alert: dict[str, Any] = {}
+    head: tuple[bytes, ...] = ()
     for i in range(n):
-        if i % 3 == 0:
-            alert = _alert(g, i // 3)  # three evidence rows per alert
-        host: _Host = g.pick(g.hosts)
-        acct = g.pick(g.who).account
-        img = g.pick(g.win).image
-        entity = ("Machine", "Process", "File", "User", "Ip", "Url")[i % 6]
-        values: dict[str, Any] = {
-            **alert, "Categories": f'["{alert["Category"]}"]', "EntityType": entity,
-            "EvidenceRole": "Impacted" if entity in ("Machine", "User") else "Related",
-            "DeviceId": host.device.DeviceId, "DeviceName": host.device.DeviceName, "LocalIP": host.device.LocalIP,
-            "AdditionalFields": json.loads(_additional_fields(g.rng)),
-        }
-        if entity in ("Process", "File"):
-            values.update({"FileName": img.FileName, "FolderPath": img.FolderPath, "SHA1": img.SHA1,
-                           "SHA256": img.SHA256, "FileSize": img.FileSize,
-                           "ThreatFamily": "Mimikatz" if "comsvcs" in img.command_lines[-1] else None})
-            if entity == "Process":
-                values["ProcessCommandLine"] = g.pick(img.command_lines)
-        elif entity == "User":
-            values.update({"AccountName": acct.AccountName, "AccountDomain": acct.AccountDomain,
-                           "AccountSid": acct.AccountSid, "AccountObjectId": acct.AccountObjectId,
-                           "AccountUpn": acct.AccountUpn})
-        elif entity in ("Ip", "Url"):
-            remote_ip, url, _ = g.pick(REMOTES)
-            values.update({"RemoteIP": remote_ip, "RemoteUrl": url if entity == "Url" else None,
-                           "EvidenceDirection": "Destination"})
-        if i % 11 == 0:
-            values.update({"ApplicationId": 11161, "Application": "Microsoft 365",
-                           "OAuthApplicationId": "4765445b-32c6-49b0-83e6-1d93765276ca"})
-        rows.append(_encoded("AlertEvidence", values))
+        if i % 3 == 0:  # three evidence rows per alert
+            when, alert_id, index, detection = _alert(g, i // 3)
+            title, _, _, techniques, categories = titles[index]
+            head = (when, alert_id, title, categories, techniques, _SERVICE_SOURCE, detection)
+        # The same draws, in the same order, as picking a host, an account and an image from the pools.
+        host: _Host = hosts[int(rand() * len(hosts))]
+        acct = who[int(rand() * len(who))].block
+        x = int(rand() * len(win))
+        additional = _additional_fields(rng)
+        kind = i % 6
+        file_cells, account, remote, command = _NO_FILE, _NO_ACCOUNT, (NULL, NULL), NULL
+        if kind in (1, 2):  # Process, File
+            file_cells = files[x]
+            if kind == 1:
+                cmds = win[x].cmds
+                command = cmds[int(rand() * len(cmds))]
+        elif kind == 3:  # User: the pool block is Domain Name Sid Upn ObjectId
+            account = (acct[1], acct[0], acct[2], acct[4], acct[3])
+        elif kind >= 4:  # Ip, Url
+            rip, url = _REMOTES[int(rand() * len(_REMOTES))][:2]
+            remote = (rip, url if kind == 5 else NULL)
+        rows.append(
+            head + (_ENTITY_TYPES[kind], _IMPACTED if kind in (0, 3) else _RELATED,
+                    _DESTINATION if kind >= 4 else NULL) + file_cells + remote + account
+            + (host.id, host.name, host.ip) + _NO_MESSAGE + (_APPLICATION if i % 11 == 0 else _NO_APPLICATION)
+            + (command, additional) + _NO_REGISTRY
+        )
+    return rows
+
+
+# IdentityLogonEvents: (Application, Protocol, LogonType, destination name, destination IP, port, target).
+_IDENTITY_KINDS = tuple(tuple(enc(v) for v in kind) for kind in (
+    ("Active Directory", "Kerberos", "Resource access", "dc01.contoso.local", "10.0.0.10", 88, "fs01.contoso.local"),
+    ("Active Directory", "Kerberos", "Credentials validation", "dc01.contoso.local", "10.0.0.10", 88, None),
+    ("Active Directory", "Kerberos", "Credentials validation", "dc01.contoso.local", "10.0.0.10", 88, None),
+    ("Active Directory", "NTLM", "Credentials validation", "dc01.contoso.local", "10.0.0.10", 445, None),
+    ("Active Directory", "NTLM", "Resource access", "fs01.contoso.local", "10.0.0.11", 445, "fs01.contoso.local"),
+    ("Active Directory", "LDAP", "LDAP cleartext", "dc01.contoso.local", "10.0.0.10", 389, None),
+))
+_IDENTITY_FAILURES = tuple(enc(f) for f in ("WrongPassword", "WrongPassword", "AccountLocked", "AccountDisabled"))
+_JUMP_HOST = (enc("JUMP-HOST-02"), enc("Server"), enc("Windows Server 2022"), enc("10.0.5.21"))
+
+
+@functools.cache
+def _identity_pools() -> tuple[tuple[Row, ...], tuple[Row, ...]]:
+    """(domain accounts, devices) for IdentityLogonEvents, encoded.
+
+    Accounts: Name Domain Upn Sid ObjectId DisplayName; devices: DeviceName DeviceType OSPlatform IPAddress.
+    """
+    people = []
+    for acct in accounts():
+        if acct.AccountUpn is None:  # built-in and local accounts never reach the domain controllers
+            continue
+        display = " ".join(p.capitalize() for p in acct.AccountName.replace("'", "' ").replace("-", " ").split(".")
+                           ).replace("' ", "'")
+        people.append(tuple(enc(v) for v in (acct.AccountName, acct.AccountDomain, acct.AccountUpn,
+                                             acct.AccountSid, acct.AccountObjectId, display)))
+    hosts = []
+    for host in _pools()[3]:
+        kind = host.device.DeviceName[:3]
+        device_type, platform = {"srv": ("Server", "Windows Server 2022"), "lnx": ("Server", "Linux")}.get(
+            kind, ("Workstation", "Windows 11"))
+        hosts.append((host.name, enc(device_type), enc(platform), host.ip))
+    return tuple(people), tuple(hosts)
+
+
+def _identity_logon_events(g: _Gen, n: int) -> list[Row]:
+    rand = g.rand
+    people, hosts = _identity_pools()
+    rows = []
+    for _ in range(n):
+        t = g.when()
+        person = people[int(rand() * len(people))]
+        device = _JUMP_HOST if rand() < 0.06 else hosts[int(rand() * len(hosts))]
+        application, protocol, logon_type, dest_name, dest_ip, dest_port, target = g.pick(_IDENTITY_KINDS)
+        failed = rand() < 0.12
+        rows.append(
+            (_ts(t), b'"LogonFailed"' if failed else b'"LogonSuccess"', application, logon_type, protocol,
+             g.pick(_IDENTITY_FAILURES) if failed else NULL) + person + device
+            + (b"%d" % (49152 + g.below(16383)), dest_name, dest_ip, dest_port, target, NULL, NULL, NULL,
+               b"%d" % (1 + g.below(10**7)), _additional_fields(g.rng))
+        )
     return rows
 
 
@@ -465,16 +555,33 @@ _GENERATORS: dict[str, Callable[[_Gen, int], list[Row]]] = {
     "DeviceNetworkEvents": _network_events,
     "DeviceFileEvents": _file_events,
     "DeviceLogonEvents": _logon_events,
+    "IdentityLogonEvents": _identity_logon_events,
     "AlertInfo": _alert_info,
     "AlertEvidence": _alert_evidence,
 }
 
 
+def _cell(value: Any, typ: str) -> bytes:
+    return _ts(value) if typ == "DateTime" and isinstance(value, int) else enc(value)
+
+
+@functools.cache
+def _seeded(table: str) -> tuple[tuple[int, Row], ...]:
+    """The seeded incident's rows of ``table`` (:mod:`emulator.incident`), encoded, in time order."""
+    return tuple((when, tuple(_cell(values.get(name), typ) for name, typ in SCHEMAS[table]))
+                 for when, values in hunting_rows(table))
+
+
 def generate(table: str, n: int, start_ticks: int, end_ticks: int) -> list[Row]:
-    """``n`` rows of ``table`` (encoded cells, schema order) with ``Timestamp`` in [start, end]."""
+    """``n`` rows of ``table`` (encoded cells, schema order) with ``Timestamp`` in [start, end).
+
+    The seeded incident's rows in the window come first and count within ``n``, so a shorter take is still a
+    prefix of a longer one; random rows from the pools fill the rest.
+    """
     if n <= 0 or end_ticks <= start_ticks:
         return []
-    return _GENERATORS[table](_Gen(table, start_ticks, end_ticks), n)
+    rows = [row for when, row in _seeded(table) if start_ticks <= when < end_ticks][:n]
+    return rows + _GENERATORS[table](_Gen(table, start_ticks, end_ticks), n - len(rows))
 
 
 def row_template(names: list[str] | tuple[str, ...]) -> bytes:

@@ -35,6 +35,29 @@ def _linux(image: Image) -> bool:
     return "/" in image.FolderPath
 
 
+def _processes(alert: Alert) -> list[dict[str, Any]]:
+    """Each process the alert names: its image (None when unknown), id, command line, creation time and its
+    parent's id, file name, folder and creation time. Ticks for times."""
+    if not alert.processes:
+        parent_name, parent_path = _PARENT["linux" if _linux(alert.image) else "windows"]
+        return [{"image": alert.image, "pid": alert.process_id, "command_line": alert.command_line,
+                 "created": alert.first_activity, "parent_pid": alert.parent_process_id,
+                 "parent_name": parent_name, "parent_path": parent_path,
+                 "parent_created": alert.first_activity - 3_000_000_000}]
+    return [{"image": p.image, "name": p.name, "path": p.folder_path, "pid": p.pid, "command_line": p.command_line,
+             "created": p.created, "parent_pid": parent.pid, "parent_name": parent.name,
+             "parent_path": parent.folder_path.rsplit("\\", 1)[0], "parent_created": parent.created}
+            for p, parent in alert.processes]
+
+
+def _process_file(process: dict[str, Any]) -> tuple[str | None, str | None, str, str]:
+    """(sha1, sha256, file name, folder) of an evidence process."""
+    image = process["image"]
+    if image is not None:
+        return image.SHA1, image.SHA256, image.FileName, _folder(image)
+    return None, None, process["name"], process["path"].rsplit("\\", 1)[0]
+
+
 def with_context(context_url: str, encoded: bytes) -> bytes:
     """An encoded entity with ``@odata.context`` put first, as single-entity answers carry it."""
     return b'{"@odata.context":' + dumps(context_url) + b"," + encoded[1:]
@@ -91,18 +114,20 @@ def mde_evidence(alert: Alert) -> list[dict[str, Any]]:
     """The MDE evidence list: the user, the process, its file, the IP and the URL."""
     created = ts(alert.created + 10_000_000)
     account, image = alert.account, alert.image
-    parent_name, parent_path = _PARENT["linux" if _linux(image) else "windows"]
     items = [
         _mde_evidence_item(entityType="User", evidenceCreationTime=created, accountName=account.AccountName,
                            domainName=(account.AccountDomain or "").upper(), userSid=account.AccountSid,
                            aadUserId=account.AccountObjectId, userPrincipalName=account.AccountUpn),
-        _mde_evidence_item(entityType="Process", evidenceCreationTime=created, sha1=image.SHA1, sha256=image.SHA256,
-                           fileName=image.FileName, filePath=_folder(image), processId=alert.process_id,
-                           processCommandLine=alert.command_line, processCreationTime=ts(alert.first_activity),
-                           parentProcessId=alert.parent_process_id,
-                           parentProcessCreationTime=ts(alert.first_activity - 3_000_000_000),
-                           parentProcessFileName=parent_name, parentProcessFilePath=parent_path,
-                           detectionStatus="Detected"),
+    ]
+    for process in _processes(alert):
+        sha1, sha256, name, folder = _process_file(process)
+        items.append(_mde_evidence_item(
+            entityType="Process", evidenceCreationTime=created, sha1=sha1, sha256=sha256, fileName=name,
+            filePath=folder, processId=process["pid"], processCommandLine=process["command_line"],
+            processCreationTime=ts(process["created"]), parentProcessId=process["parent_pid"],
+            parentProcessCreationTime=ts(process["parent_created"]), parentProcessFileName=process["parent_name"],
+            parentProcessFilePath=process["parent_path"], detectionStatus="Detected"))
+    items += [
         _mde_evidence_item(entityType="File", evidenceCreationTime=created, sha1=image.SHA1, sha256=image.SHA256,
                            fileName=image.FileName, filePath=_folder(image), detectionStatus="Detected"),
         _mde_evidence_item(entityType="Ip", evidenceCreationTime=created, ipAddress=alert.remote_ip),
@@ -168,6 +193,14 @@ def _graph_file(image: Image) -> dict[str, Any]:
             "signer": image.CompanyName if image.SignatureStatus == "Valid" else None, "issuer": None}
 
 
+def _graph_process_file(process: dict[str, Any]) -> dict[str, Any]:
+    if process["image"] is not None:
+        return _graph_file(process["image"])
+    _, _, name, folder = _process_file(process)
+    return {"sha1": None, "sha256": None, "fileName": name, "filePath": folder, "fileSize": None,
+            "filePublisher": None, "signer": None, "issuer": None}
+
+
 def _graph_account(account: Account) -> dict[str, Any]:
     return {"accountName": account.AccountName, "domainName": (account.AccountDomain or "").upper(),
             "userSid": account.AccountSid, "azureAdUserId": account.AccountObjectId,
@@ -185,7 +218,6 @@ def graph_evidence(alert: Alert) -> list[dict[str, Any]]:
     created = ts(alert.created)
     machine, image, account = alert.machine, alert.image, alert.account
     bad = "malicious" if alert.severity == "high" else "suspicious"
-    parent_name, parent_path = _PARENT["linux" if _linux(image) else "windows"]
     device = {
         **_evidence_head("deviceEvidence", created, "unknown", ["compromised"]),
         "firstSeenDateTime": machine["firstSeen"], "mdeDeviceId": machine["id"],
@@ -199,23 +231,24 @@ def graph_evidence(alert: Alert) -> list[dict[str, Any]]:
         "vmMetadata": None,
     }
     device["detailedRoles"], device["tags"] = ["Main device"], list(machine["machineTags"])
-    process = {
+    processes = [{
         **_evidence_head("processEvidence", created, bad),
-        "processId": alert.process_id, "parentProcessId": alert.parent_process_id,
-        "processCommandLine": alert.command_line, "processCreationDateTime": ts(alert.first_activity),
-        "parentProcessCreationDateTime": ts(alert.first_activity - 3_000_000_000), "detectionStatus": "detected",
-        "mdeDeviceId": machine["id"], "imageFile": _graph_file(image),
-        "parentProcessImageFile": {"sha1": None, "sha256": None, "fileName": parent_name, "filePath": parent_path,
-                                   "fileSize": None, "filePublisher": None, "signer": None, "issuer": None},
+        "processId": p["pid"], "parentProcessId": p["parent_pid"],
+        "processCommandLine": p["command_line"], "processCreationDateTime": ts(p["created"]),
+        "parentProcessCreationDateTime": ts(p["parent_created"]), "detectionStatus": "detected",
+        "mdeDeviceId": machine["id"], "imageFile": _graph_process_file(p),
+        "parentProcessImageFile": {"sha1": None, "sha256": None, "fileName": p["parent_name"],
+                                   "filePath": p["parent_path"], "fileSize": None, "filePublisher": None,
+                                   "signer": None, "issuer": None},
         "userAccount": _graph_account(account),
-    }
+    } for p in _processes(alert)]
     file = {**_evidence_head("fileEvidence", created, bad), "detectionStatus": "detected",
             "mdeDeviceId": machine["id"], "fileDetails": _graph_file(image)}
     user = {**_evidence_head("userEvidence", created, "suspicious", ["compromised"]),
             "userAccount": _graph_account(account)}
     ip = {**_evidence_head("ipEvidence", created, "suspicious"), "ipAddress": alert.remote_ip,
           "countryLetterCode": None}
-    items = [device, process, file, user, ip]
+    items = [device, *processes, file, user, ip]
     if alert.remote_url:
         items.append({**_evidence_head("urlEvidence", created, "suspicious"), "url": alert.remote_url})
     return items
@@ -306,10 +339,11 @@ def _m365d_entities(alert: Alert) -> list[dict[str, Any]]:
         {"entityType": "User", "accountName": account.AccountName,
          "domainName": (account.AccountDomain or "").upper(), "userSid": account.AccountSid,
          "aadUserId": account.AccountObjectId, "userPrincipalName": account.AccountUpn},
-        {"entityType": "Process", "sha1": image.SHA1, "sha256": image.SHA256, "fileName": image.FileName,
-         "filePath": _folder(image), "processId": alert.process_id, "processCommandLine": alert.command_line,
-         "processCreationTime": ts(alert.first_activity), "parentProcessId": alert.parent_process_id,
-         "parentProcessCreationTime": ts(alert.first_activity - 3_000_000_000), "deviceId": machine["id"]},
+        *({"entityType": "Process", "sha1": sha1, "sha256": sha256, "fileName": name, "filePath": folder,
+           "processId": p["pid"], "processCommandLine": p["command_line"], "processCreationTime": ts(p["created"]),
+           "parentProcessId": p["parent_pid"], "parentProcessCreationTime": ts(p["parent_created"]),
+           "deviceId": machine["id"]}
+          for p in _processes(alert) for sha1, sha256, name, folder in [_process_file(p)]),
         {"entityType": "File", "sha1": image.SHA1, "sha256": image.SHA256, "fileName": image.FileName,
          "filePath": _folder(image), "deviceId": machine["id"]},
         {"entityType": "Ip", "ipAddress": alert.remote_ip},

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .entities import ALERT_TITLES, REMOTES, Account, Image, accounts, devices, images
+from .incident import INCIDENT, IncidentProcess, SeededIncident
 from .tables import TICKS_PER_SECOND, format_ticks
 
 _SEED = 20240917
@@ -107,6 +108,8 @@ class Alert:
     comments: list[Comment] = field(default_factory=list)
     service_source: str = "microsoftDefenderForEndpoint"
     seq: int = 0
+    # (process, its parent) per process evidence; empty: one process (image, process_id) under explorer.exe.
+    processes: tuple[tuple[IncidentProcess, IncidentProcess], ...] = ()
     # Rendered views by (view, options, tenant): dropped whenever the alert changes.
     cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
@@ -429,6 +432,56 @@ def incident_for(alerts: list[Alert], incident_id: int, rng: random.Random, seq:
         alert_ids=[a.id for a in alerts], seq=seq)
 
 
+@dataclass
+class SeededEntities:
+    """The seeded incident (:mod:`emulator.incident`) as the entity, alert and incident APIs show it."""
+
+    machine: dict[str, Any]
+    logons: list[dict[str, Any]]
+    alert: Alert
+    incident: Incident
+
+
+def build_seeded_incident(story: SeededIncident, anchor: int, alert_seq: int, incident_seq: int) -> SeededEntities:
+    """The seeded incident's device (its only logged-on user is the incident's), its alert and its incident."""
+    chain = story.ancestors + story.processes
+    main = story.process(story.file_name)
+    parent = next(p for p in chain if p.pid == main.parent_pid)
+    machine = {
+        "id": story.device_id, "computerDnsName": story.device_name, "firstSeen": ts(anchor - 212 * DAY),
+        "lastSeen": ts(anchor - 4 * MINUTE), "osPlatform": "Windows11", "version": "23H2", "osProcessor": "x64",
+        "lastIpAddress": story.device_ip, "lastExternalIpAddress": "198.51.100.61", "osBuild": 22631,
+        "healthStatus": "Active", "rbacGroupId": 43, "rbacGroupName": "Workstations", "riskScore": "High",
+        "exposureLevel": "Medium", "isAadJoined": True, "aadDeviceId": "0c4f3b8e-6d2a-4e71-9f35-2a8b7c1d9e04",
+        "machineTags": ["Finance"], "osArchitecture": "64-bit", "deviceValue": "Normal",
+        "onboardingStatus": "Onboarded",
+        "ipAddresses": [{"ipAddress": story.device_ip, "macAddress": "00155D3A7C21", "type": "Ethernet",
+                         "operationalStatus": "Up"}],
+    }
+    logons = [{
+        "id": story.user_account, "accountName": story.user, "accountDomain": story.user_domain,
+        "firstSeen": _second_ts(anchor - 205 * DAY), "lastSeen": _second_ts(story.logon_time),
+        "logonTypes": "Interactive", "isDomainAdmin": False, "isOnlyNetworkUser": False,
+    }]
+    title, category, _, techniques = next(t for t in ALERT_TITLES if t[0] == story.title)
+    alert = Alert(
+        id=story.alert_id, incident_id=story.incident_id, investigation_id=424242, title=title,
+        description=_DESCRIPTIONS[category] + " It was started from a macro document and dumped LSASS memory.",
+        recommended_actions=_RECOMMENDED, category=category, severity=story.severity.lower(), status="new",
+        classification="unknown", determination="unknown", assigned_to=None,
+        detection_source="microsoftDefenderForEndpoint", detector_id=_DETECTORS[0], threat_family=None,
+        mitre=tuple(t.rsplit("(", 1)[1].rstrip(")") for t in _json_list(techniques)) + ("T1003.001",),
+        created=story.alert_time, first_activity=story.start, last_activity=story.connections[-1][3],
+        last_update=story.alert_time, resolved=None, machine=machine, account=story.account,
+        image=next(i for i in images() if i.FileName == story.file_name), command_line=main.command_line,
+        remote_ip=story.remote_ip, remote_url=None, process_id=main.pid, parent_process_id=parent.pid,
+        seq=alert_seq, processes=tuple((p, next(q for q in chain if q.pid == p.parent_pid)) for p in story.processes),
+    )
+    incident = incident_for([alert], story.incident_id, random.Random(_SEED + 6), incident_seq)
+    incident.tags = ["Demo"]
+    return SeededEntities(machine, logons, alert, incident)
+
+
 # ---------------------------------------------------------------- machine actions and indicators
 
 _ACTION_HISTORY = (  # (machine index, type, scope, days ago, minutes it took, file name)
@@ -521,11 +574,17 @@ def build_world(anchor: int | None = None, incident_count: int = 24) -> World:
             group.append(alert)
         alerts.extend(group)
         incidents.append(incident_for(group, incident_id, rng, n))
+    seeded = build_seeded_incident(INCIDENT, anchor, seq, incident_count)
+    machines.append(seeded.machine)
+    alerts.append(seeded.alert)
+    incidents.append(seeded.incident)
     # A machine's risk score is the highest severity among its open alerts.
     for machine in machines:
         open_severities = [a.severity for a in alerts if a.machine is machine and a.status != "resolved"]
         if open_severities:
             machine["riskScore"] = max(open_severities, key=SEVERITIES.index).capitalize()
-    return World(anchor, machines, build_logons(machines, anchor), build_files(anchor),
+    logons = build_logons(machines[:-1], anchor)
+    logons[seeded.machine["id"]] = seeded.logons
+    return World(anchor, machines, logons, build_files(anchor),
                  build_ips(machines, anchor), alerts, incidents, build_actions(machines, anchor),
                  build_indicators(anchor))

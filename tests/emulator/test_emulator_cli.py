@@ -97,7 +97,7 @@ def test_cli_fixed_ports_state_dir_faults_and_snippets(tmp_path):
                                                          "path": "/api/machines"}, verify=ca, timeout=5)
         assert armed.status_code == 201 and armed.json()["remaining"] == 1
         state = requests.get(f"{control}/state", verify=ca, timeout=5).json()
-        assert state["faults"][0]["status"] == 429 and state["counts"]["machines"] == 48
+        assert state["faults"][0]["status"] == 429 and state["counts"]["machines"] == 49  # 48 + the seeded incident's
         assert state["counts"]["alerts"] >= 5 + 20 and info["CLIENT_SECRET"] not in str(state)
         limited = requests.get(machines, headers=headers, verify=ca, timeout=5)
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
