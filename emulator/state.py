@@ -15,6 +15,7 @@ from typing import Any
 
 from .faults import FaultSet
 from .identity import App, CertificateSpec, Directory, TokenRegistry
+from .incident import INCIDENT, SeededIncident
 from .quotas import QuotaTracker
 from .requestlog import RequestLog
 from .resultcache import ResultCache
@@ -151,6 +152,12 @@ class State:
         alerts.add(made)
         incidents.add(incident_for(g, g[0].incident_id, rng, seq + k) for k, g in enumerate(groups))
         return [a.id for a in made]
+
+    @property
+    def incident(self) -> SeededIncident:
+        """The seeded incident every emulator serves (alert and incident ids, device, user, file, IP, process tree);
+        see :mod:`emulator.incident`."""
+        return INCIDENT
 
     # ------------------------------------------------------------ machine actions and indicators
 
