@@ -10,10 +10,10 @@ DeviceFileEvents, AlertInfo, AlertEvidence) come first in any window that covers
 (:func:`emulator.tables.generate`); the world (:mod:`emulator.world`) serves the same device, user,
 file, IP, alert and incident from the entity, alert and incident APIs.
 
-Identifiers are fixed. Times are fixed once per process: the story starts 17 minutes past the hour two
-hours before the hour the module was imported in, so it lies 1-3 hours back, before the last full hour
-(where the default hunting window ends), and an emulator started again in the same hour tells it at the
-same times. Find it with :data:`INCIDENT` (also ``Emulator().incident``).
+Identifiers are fixed. Times are fixed once per process: the user logs on at the full hour two hours
+before the hour the module was imported in and opens the document 25 minutes later, so everything lies
+1-3 hours back and before the last full hour (where the default hunting window ends), and an emulator
+started again in the same hour tells it at the same times. Find it with :data:`INCIDENT` (also ``Emulator().incident``).
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def _image(name: str) -> Image:
 
 def build_incident(now_ticks: int) -> SeededIncident:
     """The incident, placed relative to ``now_ticks`` (see the module docstring for where)."""
-    start = now_ticks // HOUR * HOUR - 2 * HOUR + 17 * MINUTE
-    logon = start - 47 * MINUTE
+    logon = now_ticks // HOUR * HOUR - 2 * HOUR
+    start = logon + 25 * MINUTE
     device_id = hashlib.sha1(_DEVICE_NAME.encode()).hexdigest()
     upd = _image("upd.exe")
     user = _USER
@@ -274,7 +274,7 @@ def _logon_rows(inc: SeededIncident) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _identity_rows(inc: SeededIncident) -> list[tuple[int, dict[str, Any]]]:
-    when = inc.logon_time - SECOND
+    when = inc.logon_time  # the domain controller validates the credentials as the user logs on
     return [(when, {
         "Timestamp": when, "ActionType": "LogonSuccess", "Application": "Active Directory",
         "LogonType": "Credentials validation", "Protocol": "Kerberos", "AccountName": inc.user,
