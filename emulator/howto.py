@@ -3,7 +3,8 @@
 - ``defender-soar tenants add`` flags (a tenant block),
 - a ``msticpyconfig.yaml`` snippet (``DataProviders: MicrosoftDefender``),
 - a Python ``connect(...)`` line,
-- how to arm faults over HTTP.
+- how to arm faults over HTTP,
+- the seeded incident (:mod:`emulator.incident`) and how to triage it.
 
 Each resource gets its own root (``graph_root``, ``mde_root``), so a call routed to the wrong one fails
 as it would against Microsoft. ``api_root`` set to ``base_url`` works too (one proxy in front of all).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shlex
 from typing import Protocol
 
+from .incident import INCIDENT
 from .state import DEFAULT_SECRET_NAME
 
 
@@ -86,6 +88,18 @@ def faults_help(emu: _Running) -> str:
     ])
 
 
+def seeded_incident(name: str = "emulator") -> str:
+    """The seeded incident's ids, and the command that triages it with the tenant block ``name``."""
+    inc = INCIDENT
+    return "\n".join([
+        f"alert {inc.alert_id} in incident {inc.incident_id} ({inc.severity}): {inc.title}",
+        f"device {inc.device_name} ({inc.device_id}), user {inc.user_account}, "
+        f"process tree {' > '.join(inc.process_names)}, {inc.file_name} sha256 {inc.sha256}, "
+        f"C2 {inc.remote_ip}:{inc.remote_port}",
+        f"defender-soar triage --tenant {name} --alert-id {inc.alert_id}",
+    ])
+
+
 def everything(emu: _Running, state_dir: str | None = None) -> str:
     """The whole text ``python -m emulator`` prints once it is serving."""
     head = "\n".join(f"{key}: {value}" for key, value in coordinates(emu, state_dir))
@@ -95,4 +109,5 @@ def everything(emu: _Running, state_dir: str | None = None) -> str:
         "# msticpyconfig.yaml:", msticpyconfig(emu), "",
         "# Python:", "from connector import connect", connect_line(emu), "",
         "# Faults (also --fault KIND:name=value,... at start):", faults_help(emu), "",
+        "# The seeded incident:", seeded_incident(), "",
     ])

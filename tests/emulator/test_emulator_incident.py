@@ -221,3 +221,12 @@ def test_the_incident_survives_a_reset_and_is_in_every_fresh_emulator(emu, http,
     assert alert is not None and alert.machine is fresh.stores.machines.get(inc.device_id)
     assert fresh.stores.incidents.get(inc.incident_id).alert_ids == [inc.alert_id]
     assert Emulator().incident is inc
+
+
+def test_make_emulator_prints_the_incident_and_how_to_triage_it(emu, inc):
+    from emulator.howto import everything, tenants_add
+
+    text = everything(emu)
+    assert f"defender-soar triage --tenant emulator --alert-id {inc.alert_id}" in text
+    assert tenants_add(emu).startswith("defender-soar tenants add emulator ")  # the block the triage line names
+    assert inc.device_name in text and inc.user_account in text and inc.sha256 in text
