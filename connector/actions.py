@@ -10,6 +10,7 @@ sent twice after a timeout; if its answer was lost, the action is found by looki
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from .resources import odata_string, segment
 log = logging.getLogger(__name__)
 
 TERMINAL = ("Succeeded", "Failed", "TimeOut", "Cancelled")
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{40}$")
 RUNNING = ("Pending", "InProgress")
 _READ = "Machine.Read.All (WindowsDefenderATP)"
 # How far the service's clock may be behind ours when a lost answer is looked up by creation time.
@@ -217,5 +219,7 @@ class ActionOperations:
 
     def _pending_action(self, device_id: str, action_type: str) -> dict | None:
         status = " or ".join(f"status eq {odata_string(s)}" for s in RUNNING)
-        actions = self.list_machine_actions(device_id=device_id, action_type=action_type, filter=status)
+        # Device ids are lower-case hex in Defender; a caller's upper-case id must not miss the pending action.
+        device = device_id.strip().lower() if _HEX_ID.match(device_id.strip()) else device_id
+        actions = self.list_machine_actions(device_id=device, action_type=action_type, filter=status)
         return next(iter(actions), None)
