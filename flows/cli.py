@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from . import hunt_cli, respond_cli, tenants_cli
+from . import hunt_cli, respond_cli, serve_cli, tenants_cli
 
 app = typer.Typer(
     name="defender-soar",
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(tenants_cli.app, name="tenants")
 hunt_cli.register(app)  # hunt, query, triage, queries
 respond_cli.register(app)  # contain, release, block-indicators, respond-file
+serve_cli.register(app)  # serve: a Prefect server and every deployment of deployments/prefect.yaml
 
 
 SERVER_HINT = (
