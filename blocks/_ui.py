@@ -31,6 +31,17 @@ def collapse_optional(schema: dict[str, Any], *_: Any) -> None:
     if "anyOf" in schema and len(variants) == 1:
         del schema["anyOf"]
         schema.update(variants[0])
+    own_title(schema)
+
+
+def own_title(schema: dict[str, Any], *_: Any) -> None:
+    """JSON-schema hook: a ``$ref`` field keeps its own title and description in both UIs.
+
+    V1 spreads the referenced definition over the field (its title, e.g. "AzureKeyVaultSecret", wins, so
+    two Key Vault fields read the same); wrapped in ``allOf`` the field's own title and description win.
+    """
+    if "$ref" in schema:
+        schema["allOf"] = [{"$ref": schema.pop("$ref")}]
 
 
 def optional_field(*, title: str, description: str, **kwargs: Any) -> Any:
@@ -100,4 +111,4 @@ def repair_pem(text: str) -> str:
     return "".join(blocks)
 
 
-__all__ = ["PemError", "collapse_optional", "drop_empty", "is_empty", "optional_field", "repair_pem"]
+__all__ = ["PemError", "collapse_optional", "drop_empty", "is_empty", "optional_field", "own_title", "repair_pem"]

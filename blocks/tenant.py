@@ -28,7 +28,8 @@ from connector.certificates import certificate_and_key, pem_bundle
 from connector.errors import ConfigurationError
 from connector.settings import FIELDS_BY_NAME, RATE_LIMIT_FIELDS, SETTING_FIELDS, SettingField, validate_value
 
-from ._ui import PemError, collapse_optional, drop_empty, optional_field, repair_pem
+from ._relink import MASK, arelink, relink
+from ._ui import PemError, collapse_optional, drop_empty, optional_field, own_title, repair_pem
 from .keyvault import _LOGO, AzureKeyVaultSecret, known_login_hosts
 from .naming import CheckedNameMixin
 
@@ -152,18 +153,20 @@ class DefenderTenant(CheckedNameMixin, CredentialsBlock):
     _block_type_slug: ClassVar[str] = "defender-tenant"
     _logo_url: ClassVar[str] = _LOGO
     _documentation_url: ClassVar[str] = "https://learn.microsoft.com/defender-xdr/api-create-app-web"
+    # The V1 UI cuts the card's text at about 200 characters.
     _description: ClassVar[str] = (
-        "One Microsoft Defender (XDR / Defender for Endpoint) tenant: Entra ID app registration, how the worker "
-        "signs in (client secret or certificate, stored here or in Azure Key Vault, or an Azure identity), hunting "
-        "API, cloud and rate limits. Flows refer to it by name."
+        "One Microsoft Defender XDR / Defender for Endpoint tenant: its Entra ID app, how the worker signs in "
+        "(secret or certificate, here or in Key Vault, or an Azure identity), API and rate limits."
     )
-    # Shown on every block page under "Paste this snippet into your flows"; Prefect puts the block's name
-    # in place of BLOCK_NAME.
+    # Shown on every block page under "Paste this snippet into your flows": both UIs show only what is inside
+    # a ```python fence (nothing without one) and put the block's name in place of BLOCK_NAME.
     _code_example: ClassVar[str] = """\
+```python
 from blocks import DefenderTenant
 
 with DefenderTenant.load("BLOCK_NAME").get_client() as client:
     df = client.run_hunting_query("DeviceInfo | take 10")
+```
 """
 
     # Class-body namespace: the plain settings are declared from SETTING_FIELDS (title, description, type,
@@ -187,8 +190,9 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
     )
     certificate: SecretStr | None = optional_field(
         title="Certificate (PEM)",
-        description="PEM text with the app's certificate and its private key. Paste it whole: line breaks that "
-        "become spaces in a one-line box are restored.",
+        description="PEM text with the app's certificate (RSA) and its private key. Paste it whole: line breaks "
+        "that become spaces in a one-line box are restored. The V1 UI shows what you paste: prefer the V2 UI (/v2) "
+        "or a Key Vault reference.",
     )
     certificate_ref: AzureKeyVaultSecret | None = optional_field(
         title="Certificate in Key Vault",
@@ -211,6 +215,8 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
         default_factory=TenantRateLimits,
         description="Calls this process allows per tenant, to stay within Microsoft's quotas.",
         title="Rate limits",
+        # A $ref field's own title is dropped from the schema (V2 then prints "rate_limits"): set it back.
+        json_schema_extra=lambda schema, *_: (schema.update(title="Rate limits"), own_title(schema)) and None,
     )
 
     @model_validator(mode="before")
@@ -337,9 +343,12 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
         elif self.client_secret is not None:
             credential["client_secret"] = self.client_secret.get_secret_value()
         elif self.client_secret_ref is not None:
+            _check_not_masked(self.client_secret_ref, "client_secret_ref", self.tenant_id)
             credential["client_secret"] = self.client_secret_ref.get()
         else:
             field = "certificate" if self.certificate is not None else "certificate_ref"
+            if self.certificate_ref is not None and self.certificate is None:
+                _check_not_masked(self.certificate_ref, field, self.tenant_id)
             text = self.certificate.get_secret_value() if self.certificate is not None else self.certificate_ref.get()
             passphrase = self.certificate_passphrase.get_secret_value() if self.certificate_passphrase else None
             credential["certificate"] = readable_certificate(text, passphrase, field=field, tenant=self.tenant_id)
@@ -383,6 +392,19 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
             )
         return azure.identity.AzureCliCredential(tenant_id=self.tenant_id)
 
+    @classmethod
+    def _get_block_document(cls, name: str, client: Any) -> tuple[Any, str]:
+        # Loading by name: a Key Vault link that the V2 edit form turned into a masked copy is restored.
+        document, name = super()._get_block_document(name, client=client)
+        relink(document, client, _REF_FIELDS, AzureKeyVaultSecret.get_block_type_slug(), _kv_secret_fields())
+        return document, name
+
+    @classmethod
+    async def _aget_block_document(cls, name: str, client: Any) -> tuple[Any, str]:
+        document, name = await super()._aget_block_document(name, client=client)
+        await arelink(document, client, _REF_FIELDS, AzureKeyVaultSecret.get_block_type_slug(), _kv_secret_fields())
+        return document, name
+
     def save(self, name: str | None = None, overwrite: bool = False, client: Any = None, **kwargs: Any) -> UUID:
         """Save as a block document; an unsaved Key Vault reference is saved first as ``<name>-client-secret``.
 
@@ -411,6 +433,23 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
         return await super().asave(name, overwrite=overwrite, client=client)
 
 
+_REF_FIELDS = ("client_secret_ref", "certificate_ref")
+
+
+def _kv_secret_fields() -> tuple[str, ...]:
+    return tuple(AzureKeyVaultSecret.model_json_schema()["secret_fields"])
+
+
+def _check_not_masked(ref: AzureKeyVaultSecret, field: str, tenant: str) -> None:
+    """A Key Vault block copy whose secret is Prefect's mask cannot sign in: say what happened and the fix."""
+    if ref.sp_client_secret is not None and ref.sp_client_secret.get_secret_value() == MASK:
+        raise ConfigurationError(
+            f"{field} ({_TITLES[field]}) of tenant {tenant!r} is a copy of a Key Vault block whose service principal "
+            "secret is Prefect's mask '********' (Prefect's V2 edit form replaces a link with such a copy). Choose "
+            "the Key Vault block again in the tenant's form, or save the tenant again from Python."
+        )
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -422,6 +461,7 @@ def readable_certificate(text: str, passphrase: str | None, *, field: str, tenan
     Raises :class:`ConfigurationError` naming ``field`` (and its title) with what to do; never the text.
     """
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     where = f"{field} ({_TITLES.get(field, field)})"
@@ -435,7 +475,7 @@ def readable_certificate(text: str, passphrase: str | None, *, field: str, tenan
     try:
         cert_pem, key_pem = certificate_and_key(pem, tenant_id=tenant)
         x509.load_pem_x509_certificate(cert_pem.encode())
-        load_pem_private_key(key_pem.encode(), passphrase.encode() if passphrase else None)
+        key = load_pem_private_key(key_pem.encode(), passphrase.encode() if passphrase else None)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc.message}") from None
     except TypeError as exc:  # cryptography: a passphrase missing, or given for a key that has none
@@ -449,6 +489,12 @@ def readable_certificate(text: str, passphrase: str | None, *, field: str, tenan
             f"{where} of tenant {tenant!r}: the certificate or its private key could not be read (a wrong "
             "passphrase, or a damaged PEM). Paste the whole PEM file again."
         ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        # Entra ID takes only RS256/PS256 client assertions: MSAL would fail later with a bare JWT error.
+        raise ConfigurationError(
+            f"{where} of tenant {tenant!r}: the private key is {type(key).__name__.removeprefix('_')}, but Entra ID "
+            "accepts only RSA certificates. Create an RSA certificate (e.g. openssl req -x509 -newkey rsa:2048 ...)."
+        )
     return pem
 
 

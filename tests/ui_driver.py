@@ -56,9 +56,12 @@ class Form:
     def _after(self, title: str, xpath: str, nth: int = 0):
         return self._label(title, nth).locator(f"xpath=following::{xpath}[1]")
 
+    def box(self, title: str):
+        """The text box (input or textarea) under a field's title."""
+        return self._after(title, "*[self::textarea or self::input]")
+
     def fill(self, title: str, value: str) -> None:
-        box = self._after(title, "*[self::textarea or self::input]")
-        box.fill(value)
+        self.box(title).fill(value)
 
     def paste(self, title: str, value: str) -> None:
         """Type text as a paste does: a one-line box (V2's password input) turns line breaks into spaces."""
@@ -75,20 +78,28 @@ class Form:
         self._after(title, "*[@role='switch' or (self::input and @type='checkbox')]").click()
 
     def pick_block(self, title: str, block_name: str) -> None:
-        """Choose a saved block in a block field's picker."""
-        v1_title = "AzureKeyVaultSecret" if self.ui == "v1" else title
-        nth = 0 if self.ui == "v2" or "secret" in title.lower() else 1
-        self._after(v1_title, "button", nth).click()
-        self.page.get_by_role("option", name=block_name).or_(
-            self.page.locator(".p-select-option, [role=option]").filter(has_text=block_name)
-        ).first.click()
+        """Choose a saved block in a block field's picker (V1: a p-select; V2: a "Select a block" combobox)."""
+        option = self.page.locator("[role=option]").filter(has_text=re.compile(rf"^\s*{re.escape(block_name)}\s*$"))
+        if self.ui == "v2":
+            self._after(title, "button[@aria-label='Select a block']").click()
+        else:  # V1's select opens reliably from the keyboard, not always from a click
+            self._after(title, "button[contains(@class, 'p-select-button__control')]").press("ArrowDown")
+        option.first.click()
 
     def save(self) -> None:
+        """Click Create/Save and wait for the block document write to be answered."""
         button = self.page.get_by_role("button", name=re.compile(r"^(Create|Save)$"))
         with self.page.expect_response(lambda r: "/api/block_documents" in r.url and r.request.method in ("POST", "PATCH")
-                                       and not r.url.endswith(("/filter", "/count"))):
+                                       and not r.url.endswith(("/filter", "/count"))) as response:
             button.last.click()
-        self.page.wait_for_load_state("networkidle")
+        assert response.value.ok, f"{response.value.status} {response.value.text()[:500]}"
+
+
+def open_form(page, ui: str, path: str) -> Form:
+    """Load a form page and wait until its fields are drawn (their labels), not for the network to idle."""
+    page.goto(ui_path(ui, path))
+    page.locator("label").filter(has_text=re.compile(r"^\s*(Block Name|Name|Tenant ID|Vault URL)\s*$")).first.wait_for()
+    return Form(page, ui)
 
 
 def ui_path(ui: str, path: str) -> str:
