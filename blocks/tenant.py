@@ -387,9 +387,16 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
                 options["authority"] = self.authority_host
             if self.ca_bundle:
                 options["connection_verify"] = self.ca_bundle
-            return azure.identity.WorkloadIdentityCredential(
-                tenant_id=self.tenant_id, client_id=self.client_id, **options
-            )
+            try:
+                return azure.identity.WorkloadIdentityCredential(
+                    tenant_id=self.tenant_id, client_id=self.client_id, **options
+                )
+            except ValueError:  # no token file: azure-identity says only "Missing required arguments"
+                raise ConfigurationError(
+                    f"auth (Sign-in method) of tenant {self.tenant_id!r} is workload_identity, but this worker has "
+                    "no federated token: AZURE_FEDERATED_TOKEN_FILE is not set (the Azure Workload Identity webhook sets "
+                    "it in pods labelled azure.workload.identity/use: 'true')."
+                ) from None
         return azure.identity.AzureCliCredential(tenant_id=self.tenant_id)
 
     @classmethod
