@@ -421,8 +421,10 @@ def contain_device(
                        tenant=tenant, incident_id=incident_id, comment=f"defender-soar: {result.message}",
                        artifact=key)
 
-    fresh = resolve_device(tenant, device=facts["id"])
-    check_protection(fresh, protected, "isolate")
+    if approval:
+        # Time has passed: the device may have been tagged, or the list changed. Check both again, fresh.
+        fresh = resolve_device(tenant, device=facts["id"])
+        check_protection(fresh, protected, "isolate")
     comment = action_comment("contain-device", reason, decision, incident_id)
     try:
         action = isolate_device(tenant, facts["id"], comment=comment, isolation_type=isolation_type,
@@ -812,7 +814,7 @@ def respond_file(
                        notify=notify, tenant=None if decision.timed_out else tenant,
                        incident_id=None if decision.timed_out else incident_id,
                        comment=f"defender-soar: {result.message}", artifact=key, as_task=not decision.timed_out)
-    if not include_protected and protected is not None:
+    if approval and not include_protected and protected is not None:
         # The list may have changed while waiting for approval: check the devices again, fresh.
         fresh, _ = resolve_devices(tenant, [d["id"] for d in targets])
         late = protected_devices(fresh, protected)

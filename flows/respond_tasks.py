@@ -88,13 +88,13 @@ def find_device(client, device: str | None = None, ip: str | None = None, at: da
     if device is not None and str(device).strip():
         text = str(device).strip().rstrip(".")
         try:
-            found = client.get_device(text)
+            found = _by_id_or_name(client, text)
         except NotFoundError:
             if "." in text or _DEVICE_ID.match(text):
                 raise
             # A host name without its domain: devices named exactly that, or that followed by a domain.
             wanted = text.lower()
-            matches = [d for d in client.list_devices(name_prefix=text)
+            matches = [d for d in client.list_devices(name_prefix=wanted)
                        if str(d.get("computerDnsName") or "").lower() == wanted
                        or str(d.get("computerDnsName") or "").lower().startswith(wanted + ".")]
             if not matches:
@@ -115,6 +115,16 @@ def find_device(client, device: str | None = None, ip: str | None = None, at: da
                                        + _listing(unique.values()) + ". Give the device id.")
         found = next(iter(unique.values()))
     return client.get_device(found["id"])
+
+
+def _by_id_or_name(client, text: str) -> dict:
+    try:
+        return client.get_device(text)
+    except NotFoundError:
+        # DNS names ignore case; Defender stores them in lower case, and its filter may not.
+        if text == text.lower():
+            raise
+        return client.get_device(text.lower())
 
 
 def _listing(devices: Iterable[Mapping[str, Any]], most: int = 10) -> str:
