@@ -7,9 +7,11 @@ and the copy's service principal secret is the literal ``"********"``: the tenan
 follow its Key Vault block and could not read the vault.
 
 When a tenant is loaded, an embedded copy that holds no real secret (each secret field empty or
-masked) and is identical to exactly one saved Key Vault block as the API shows it is that block:
-the tenant is loaded with the block (its real values) and the link is written back. Anything
-else is left as it is; a masked secret that cannot be restored is reported by the tenant.
+masked) and is identical to exactly one saved Key Vault block as the API shows it (same vault,
+secret, version and identity) is that block: the tenant is loaded with the block (its real values)
+and the link is written back. Anything else is left as it is: a copy with a secret of its own was
+saved on purpose, and a masked copy that matches no block (the block changed since) is reported by
+``DefenderTenant.check_references()`` with the fix.
 """
 
 from __future__ import annotations

@@ -331,6 +331,17 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
         saved = f", block {ref._block_document_name}" if ref._block_document_name and not ref._is_anonymous else ""
         return f"{kind} in Key Vault ({ref.secret_id}{saved})"
 
+    def check_references(self) -> None:
+        """Raise :class:`ConfigurationError` if a Key Vault reference cannot sign in to its vault as saved.
+
+        That is a copy of a Key Vault block whose service principal secret is Prefect's mask: what the V2 edit
+        form leaves when the original block no longer matches (see :mod:`blocks._relink`). Makes no call.
+        """
+        for field in _REF_FIELDS:
+            ref = getattr(self, field)
+            if ref is not None:
+                _check_not_masked(ref, field, self.tenant_id)
+
     def get_settings(self) -> TenantSettings:
         """The connector's :class:`TenantSettings` for this tenant, with the credential resolved.
 
@@ -343,12 +354,12 @@ with DefenderTenant.load("BLOCK_NAME").get_client() as client:
         elif self.client_secret is not None:
             credential["client_secret"] = self.client_secret.get_secret_value()
         elif self.client_secret_ref is not None:
-            _check_not_masked(self.client_secret_ref, "client_secret_ref", self.tenant_id)
+            self.check_references()
             credential["client_secret"] = self.client_secret_ref.get()
         else:
             field = "certificate" if self.certificate is not None else "certificate_ref"
-            if self.certificate_ref is not None and self.certificate is None:
-                _check_not_masked(self.certificate_ref, field, self.tenant_id)
+            if self.certificate is None:
+                self.check_references()
             text = self.certificate.get_secret_value() if self.certificate is not None else self.certificate_ref.get()
             passphrase = self.certificate_passphrase.get_secret_value() if self.certificate_passphrase else None
             credential["certificate"] = readable_certificate(text, passphrase, field=field, tenant=self.tenant_id)

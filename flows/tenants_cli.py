@@ -152,15 +152,22 @@ def _tenant_row(name: str) -> tuple[str, ...]:
 
     from blocks import DefenderTenant
     from blocks.tenant import ENDPOINT_FIELDS
+    from connector.errors import ConfigurationError
 
     try:
         tenant = DefenderTenant.load(name)
     except ValueError as exc:
         return (name, "", "", "", "", "", f"BROKEN: {_load_problem(exc)}")
+    try:
+        tenant.check_references()
+    except ConfigurationError as exc:
+        status = f"BROKEN: {exc.message.split(' ', 1)[0]} is a Key Vault block copy with a masked secret"
+    else:
+        status = "ok"
     custom = [urlsplit(getattr(tenant, f)).netloc for f in ENDPOINT_FIELDS if getattr(tenant, f)]
     endpoints = ("custom allowed: " if tenant.allow_custom_endpoints else "overridden: ") + ", ".join(
         dict.fromkeys(custom)) if custom else ("Microsoft's" + (" (custom allowed)" if tenant.allow_custom_endpoints else ""))
-    return (name, tenant.tenant_id, tenant.hunting_api, tenant.cloud, tenant.secret_source, endpoints, "ok")
+    return (name, tenant.tenant_id, tenant.hunting_api, tenant.cloud, tenant.secret_source, endpoints, status)
 
 
 def _load_problem(exc: BaseException) -> str:

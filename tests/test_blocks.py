@@ -119,6 +119,13 @@ def test_certificate_and_passphrase_reach_the_settings():
     assert settings.client_secret is None and settings.credential_kind == "certificate"
 
 
+def test_a_certificate_entra_id_cannot_use_is_refused_naming_the_field():
+    # Entra ID signs client assertions with RS256/PS256 only: an EC key would fail later inside MSAL.
+    tenant = DefenderTenant(tenant_id=TID, client_id=CID, certificate=certificate_pem(ec_key=True))
+    with pytest.raises(ConfigurationError, match=r"certificate \(Certificate \(PEM\)\).*accepts only RSA"):
+        tenant.get_settings()
+
+
 def test_rate_limits_default_to_the_documented_quotas():
     limits = DefenderTenant(tenant_id=TID, client_id=CID, client_secret="x").rate_limits
     assert limits.to_connector() == RateLimits()
@@ -154,10 +161,15 @@ def test_block_metadata_for_the_ui():
         assert cls._description
         schema = cls.model_json_schema()
         for name, prop in schema["properties"].items():
-            # A nested model's title is its definition's ("Rate limits"), never the class name.
-            title = prop.get("title") or schema["definitions"][prop["$ref"].rsplit("/", 1)[-1]]["title"]
+            # Every field has its own title: V2 shows the raw key without one, and V1 shows a nested model's
+            # definition title (the class name) unless the reference is wrapped in allOf.
+            title = prop.get("title")
             assert prop.get("description") and title, f"{cls.__name__}.{name} needs a description and title"
             assert not re.search(r"[a-z][A-Z]", title), f"{cls.__name__}.{name}: {title!r} reads like a class name"
+            assert "$ref" not in prop, f"{cls.__name__}.{name}: a bare $ref loses the field's title in V1"
+    # The UIs show only the ```python block of the code example (nothing without one), with the block's name.
+    example = DefenderTenant.get_code_example()
+    assert re.search(r"```python\n.*DefenderTenant\.load\(\"BLOCK_NAME\"\).*```", example, re.S)
     secret_fields = DefenderTenant.model_json_schema()["secret_fields"]
     assert {"client_secret", "certificate", "certificate_passphrase", "client_secret_ref.sp_client_secret"} <= set(secret_fields)
     # The Key Vault reference is a nested block, not a secret (a Union with SecretStr would lose it on save).

@@ -31,7 +31,7 @@ def combinations():
     saved_ref = kv("rt-saved-secret")
     saved_cert = kv("rt-saved-cert")
     common = dict(tenant_id=TID, client_id=CID, api="mde", cloud="gcc-high", authority_host="https://127.0.0.1:1",
-                  api_root="https://127.0.0.1:2", timeout=33.0,
+                  api_root="https://127.0.0.1:2", allow_custom_endpoints=True, timeout=33.0,
                   rate_limits=TenantRateLimits(hunting_per_minute=3, hunting_per_hour=30, api_per_minute=9))
     return {
         "rt-plain-secret": (DefenderTenant(client_secret=CANARY, **common), None),
@@ -74,7 +74,10 @@ def test_every_secret_source_round_trips(saved, all_logs):
             assert isinstance(ref, AzureKeyVaultSecret)
             assert (ref.vault_url, ref.secret_version, ref.cache_ttl_seconds) == (VAULT, "0123abcd", 42)
             assert ref.sp_client_secret.get_secret_value() == CANARY
-            assert ref._block_document_name == nested_name
+            # A reference saved first keeps its name; an unsaved one is saved by save() as <name>-client-secret
+            # (or <name>-certificate), so that it shows as a link on the tenant's page.
+            kind = "client-secret" if loaded.client_secret_ref is not None else "certificate"
+            assert ref._block_document_name == (nested_name or f"{name}-{kind}")
     assert type(Block.load("defender-tenant/rt-plain-secret")) is DefenderTenant
     assert CANARY not in all_logs.text
 

@@ -177,6 +177,43 @@ def test_add_test_remove_and_failures(emu, all_logs):
         assert CANARY not in text
 
 
+def _v2_edit(name: str) -> None:
+    """What Prefect's V2 edit form does to a tenant: send back the data as shown, a linked block inlined and masked."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    with httpx.Client(base_url=PREFECT_API_URL.value(), timeout=30) as http:
+        document = http.get(f"/block_types/slug/defender-tenant/block_documents/name/{name}").json()
+        answer = http.patch(f"/block_documents/{document['id']}",
+                            json={"data": document["data"], "merge_existing_data": False})
+        assert answer.status_code == 204, answer.text
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_api")
+def test_list_and_test_after_the_v2_edit_form_dropped_a_key_vault_link(emu, all_logs):
+    base = ["--tenant-id", emu.tenant_id, "--client-id", emu.client_id, *emulator_flags(emu), "--overwrite"]
+    for name in ("v2edit-same", "v2edit-changed"):
+        emu.add_secret(f"{name}-secret", emu.client_secret)
+        added = run("tenants", "add", name, *base, "--client-secret-ref", f"{emu.base_url}/secrets/{name}-secret",
+                    *kv_flags(emu))
+        assert added.exit_code == 0, added.output
+        _v2_edit(name)
+    # The second tenant's Key Vault block changed after the edit: its masked copy matches no saved block.
+    ref = AzureKeyVaultSecret.load("v2edit-changed-client-secret")
+    ref.cache_ttl_seconds = 7
+    ref.save("v2edit-changed-client-secret", overwrite=True)
+
+    listed = run("tenants", "list")
+    rows = {line.split()[0]: line for line in listed.output.splitlines() if line.startswith("v2edit-")}
+    assert "block v2edit-same-client-secret" in rows["v2edit-same"] and rows["v2edit-same"].rstrip().endswith("ok")
+    assert "BROKEN: client_secret_ref is a Key Vault block copy with a masked secret" in rows["v2edit-changed"]
+    assert run("tenants", "test", "v2edit-same").exit_code == 0
+    failed = run("tenants", "test", "v2edit-changed")
+    assert failed.exit_code == 1 and "Choose the Key Vault block again" in failed.output, failed.output
+    assert CANARY not in listed.output + failed.output + all_logs.text
+
+
 def test_usage_errors_exit_2_with_the_rule():
     bad_name = run("tenants", "add", "Acme_Corp", "--tenant-id", "t", "--client-id", "c", "--client-secret", "x")
     assert bad_name.exit_code == 2
