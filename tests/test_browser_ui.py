@@ -58,6 +58,8 @@ def browser(prefect_server):  # noqa: F811
         context = chromium.new_context(viewport={"width": 1400, "height": 1800}, base_url=prefect_server)
         context.grant_permissions(["clipboard-read", "clipboard-write"])
         context.set_default_timeout(30_000)
+        # Loopback only, like every test: the UIs would fetch block logos from a CDN (and V2, analytics).
+        context.route(re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])"), lambda route: route.abort())
         try:
             yield context
         finally:
@@ -68,6 +70,7 @@ def browser(prefect_server):  # noqa: F811
 @pytest.fixture
 def page(browser):
     page = browser.new_page()
+    # The page's own errors, shown by pytest when a test fails.
     page.on("console", lambda m: print("CONSOLE", m.type, m.text[:300]) if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: print("PAGEERROR", str(e)[:500]))
     yield page
