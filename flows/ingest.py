@@ -375,8 +375,8 @@ def ingest_source(client, store: PrefectEventStore, marks: VariableWatermarks, s
     newest: datetime | None = None
     listing_start = first
 
-    def flush(force: bool = False) -> None:
-        if run.buffer and (force or len(run.buffer) >= EMIT_BATCH):
+    def flush() -> None:  # after every page: what a crash leaves behind is whole pages, already sent
+        if run.buffer:
             store.emit(run.buffer)
             run.buffer = []
 
@@ -428,7 +428,7 @@ def ingest_source(client, store: PrefectEventStore, marks: VariableWatermarks, s
         if not (moved and pages > 1):
             break
         logger.info("%s %s: the list changed while it was paged; listing it again.", tenant, source.plural)
-    flush(force=True)
+    flush()
     store.confirm(run.emitted, confirm_timeout)
     if newest is not None:
         capped = min(newest, listing_start)
