@@ -23,6 +23,7 @@ approval was refused or not given in time.
 
 from __future__ import annotations
 
+import contextvars
 import getpass
 import queue
 import sys
@@ -92,16 +93,23 @@ def _approver(name: str | None) -> str:
 
 
 def _wait_paused(flow_run_id: str) -> None:
+    """Until the run is Paused and its form is saved (the state comes first; an answer before the form is refused)."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     deadline = time.monotonic() + PAUSE_WAIT
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             run = client.read_flow_run(flow_run_id)
-            if run.state is not None and run.state.is_paused():
-                return
             if run.state is not None and run.state.is_final():
                 return
+            keyset = run.state.state_details.run_input_keyset if run.state is not None else None
+            if run.state is not None and run.state.is_paused() and keyset:
+                try:
+                    client.read_flow_run_input(run.id, keyset["schema"])
+                    return
+                except ObjectNotFound:
+                    pass
             time.sleep(0.2)  # the run pauses right after announcing it; bounded by the deadline
 
 
@@ -149,7 +157,9 @@ def _run(playbook, parameters: dict[str, Any], *, yes: bool, approver: str | Non
                 events.put(("finished", {}))
 
         with response_events_to(lambda event, info: events.put((event, info))):
-            thread = threading.Thread(target=target, daemon=True, name="response-flow")
+            # The flow's thread sees this thread's Prefect settings (API URL, profile), not the process defaults.
+            thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True,
+                                      name="response-flow")
             thread.start()
             while True:
                 event, info = events.get()

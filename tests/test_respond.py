@@ -6,6 +6,7 @@ Approvals are answered the way a person or another program would: ``resume_flow_
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 
 from blocks import ProtectedDevices
@@ -36,6 +38,15 @@ FAST = {"approval_poll_seconds": 1, "poll_interval": 0.2, "action_timeout": 30}
 
 #: Ids of the emulator's seeded machine actions (its history): not counted as ours.
 SEEDED: set[str] = set()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_heartbeats(prefect_api):  # noqa: F811
+    """No flow-run heartbeat thread: ending one costs up to a second per run, and nothing here can crash unseen."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -106,21 +117,26 @@ def start(playbook, **parameters):
     """Run a flow in a thread; returns (thread, box with 'state', flow run name)."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     box: dict = {}
-    thread = threading.Thread(
-        target=lambda: box.update(state=playbook.with_options(flow_run_name=name)(**parameters, return_state=True)),
-        daemon=True)
+    run = lambda: box.update(state=playbook.with_options(flow_run_name=name)(**parameters, return_state=True))  # noqa: E731
+    # The thread sees this one's Prefect settings (the harness, no heartbeats).
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
     thread.start()
     return thread, box, name
 
 
 def wait_paused(name: str, timeout: float = 60.0):
-    """The flow run called ``name`` once it is Paused (waiting for input)."""
+    """The flow run called ``name`` once it is Paused with its form saved (the state is set before the form)."""
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
             if runs and runs[0].state is not None and runs[0].state.is_paused():
-                return runs[0]
+                keyset = runs[0].state.state_details.run_input_keyset
+                try:
+                    client.read_flow_run_input(runs[0].id, keyset["schema"])
+                    return runs[0]
+                except ObjectNotFound:
+                    pass
             if runs and runs[0].state is not None and runs[0].state.is_final():
                 raise AssertionError(f"run ended without pausing: {runs[0].state}")
             time.sleep(0.2)  # polling the API, bounded by the deadline
@@ -205,7 +221,7 @@ def test_unanswered_containment_times_out_and_does_nothing(emu, saved_tenant, un
     assert "no answer" in posted["body"]["subject"] and "nothing was done" in posted["body"]["text"]
 
 
-def test_a_device_protected_while_waiting_for_approval_is_still_refused(emu, saved_tenant, unprotected):
+def test_a_device_protected_while_waiting_for_approval_is_still_refused(emu, saved_tenant):
     device = machine(emu)
     name_of_list = block_name("prot")
     ProtectedDevices().save(name_of_list)
