@@ -20,9 +20,8 @@ DEMO_TENANT = "demo-emulator"
 
 
 def seeded_alert(emu) -> tuple[str, str]:
-    """(alert id, incident id) of the emulator's seeded incident: the first alert of its first incident."""
-    incident = emu.stores.incidents.all()[0]
-    return incident.alert_ids[0], str(incident.id)
+    """(alert id, incident id) of the emulator's seeded incident (:mod:`emulator.incident`)."""
+    return emu.incident.alert_id, str(emu.incident.incident_id)
 
 
 def _quiet_console() -> None:
@@ -49,8 +48,6 @@ def where_to_look(artifact: str) -> list[str]:
         "To browse them, start a server on that database and open the artifact:",
         f"    PREFECT_HOME={home} .venv/bin/prefect server start",
         f"    http://127.0.0.1:4200/artifacts/key/{artifact}",
-        "Or use the CLI against it: defender-soar triage --tenant <block> --alert-id <id> "
-        "(with PREFECT_API_URL=http://127.0.0.1:4200/api).",
     ]
 
 

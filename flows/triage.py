@@ -124,7 +124,8 @@ def alert_entities(alert_doc: dict[str, Any]) -> AlertEntities:
             details = item.get("fileDetails") or {}
             _add(found.files, {"file_name": details.get("fileName"), "folder": details.get("filePath"),
                                "sha1": details.get("sha1"), "sha256": details.get("sha256"),
-                               "signer": details.get("signer"), "publisher": details.get("filePublisher")}, "sha256")
+                               "signer": details.get("signer"), "publisher": details.get("filePublisher"),
+                               "evidence": True}, "sha256")
         elif kind == "ipEvidence" and item.get("ipAddress"):
             if item["ipAddress"] not in found.ips:
                 found.ips.append(item["ipAddress"])
@@ -215,21 +216,41 @@ class ProcessNode:
     sha256: str = ""
     children: list[ProcessNode] = field(default_factory=list)
     alerting: bool = False
+    evidence: bool = False
 
     def key(self) -> tuple[str, int | None]:
         """(lower-case file name, PID): how a process is recognised across rows."""
         return self.name.lower(), self.pid
 
 
-def process_tree(processes: pd.DataFrame, entities: AlertEntities, max_children: int = 25) -> ProcessNode | None:
+def focus_process(entities: AlertEntities, title: str = "") -> dict[str, Any] | None:
+    """The process the alert is about, among its process evidence: the one whose image is the alert's file
+    evidence, else the one the title names, else the last one."""
+    named = [p for p in entities.processes if p.get("file_name")]
+    if not named:
+        return None
+    files = {str(f.get(h)).lower() for f in entities.files if f.get("evidence") for h in ("sha256", "sha1")
+             if f.get(h)}
+    for process in named:
+        if any(str(process.get(h)).lower() in files for h in ("sha256", "sha1") if process.get(h)):
+            return process
+    for process in named:
+        if str(process["file_name"]).lower() in title.lower():
+            return process
+    return named[-1]
+
+
+def process_tree(processes: pd.DataFrame, entities: AlertEntities, title: str = "",
+                 max_children: int = 25) -> ProcessNode | None:
     """The ancestors, the alerting process and its descendants, from DeviceProcessEvents rows.
 
-    The alerting process is the evidence's (file name, PID); ancestors come from the
-    ``InitiatingProcess*`` columns, descendants from the rows the process (or a descendant) started.
-    Without rows the tree is built from the evidence alone (parent and process).
+    The alerting process is :func:`focus_process` (matched by file name and PID); every process
+    of the evidence is marked. Ancestors come from the ``InitiatingProcess*`` columns, descendants
+    from the rows the process (or a descendant) started. Without rows the tree is built from the
+    evidence alone (parent and process).
     """
-    evidence = entities.processes[0] if entities.processes else None
-    if evidence is None or not evidence.get("file_name"):
+    evidence = focus_process(entities, title)
+    if evidence is None:
         return None
     nodes: dict[tuple[str, int | None], ProcessNode] = {}
     parent_of: dict[tuple[str, int | None], tuple[str, int | None]] = {}
@@ -278,6 +299,10 @@ def process_tree(processes: pd.DataFrame, entities: AlertEntities, max_children:
         if parent is not None:
             parent_of[target.key()] = parent.key()
     target.alerting = True
+    for item in entities.processes:
+        marked = nodes.get((str(item.get("file_name")).lower(), _int(item.get("process_id"))))
+        if marked is not None:
+            marked.evidence = True
     # Children lists, from the parent links (every node once).
     for child_key, parent_key in parent_of.items():
         if parent_key in nodes and child_key in nodes and child_key != parent_key:
@@ -295,8 +320,8 @@ def process_tree(processes: pd.DataFrame, entities: AlertEntities, max_children:
     return chain[-1]
 
 
-def render_tree(root: ProcessNode | None, max_depth: int = 6) -> str:
-    """The tree as indented text lines (the alerting process marked ``<== alert``)."""
+def render_tree(root: ProcessNode | None, max_depth: int = 12) -> str:
+    """The tree as indented text lines (the alerting process marked ``<== alert``, other evidence ``(evidence)``)."""
     if root is None:
         return "_(the alert has no process evidence)_"
     lines: list[str] = []
@@ -307,7 +332,7 @@ def render_tree(root: ProcessNode | None, max_depth: int = 6) -> str:
         seen = seen | {node.key()}
         pid = f" (PID {node.pid})" if node.pid is not None else ""
         cmd = f"  `{md_code(cell_text(node.command_line, 160))}`" if node.command_line else ""
-        mark = "  **<== alert**" if node.alerting else ""
+        mark = "  **<== alert**" if node.alerting else "  _(evidence)_" if node.evidence else ""
         lines.append(f"{'    ' * depth}- {node.name}{pid}{cmd}{mark}")
         for child in sorted(node.children, key=lambda n: str(n.created or "")):
             walk(child, depth + 1, seen)
@@ -503,7 +528,8 @@ def build_report(alert_doc: dict[str, Any], tenant: str, entities: AlertEntities
     lines += ["## Hunting queries run", ""]
     query_rows = []
     for entry in plan:
-        outcome = entry.get("skipped") or failures.get(entry["section"]) or f"{rows.get(entry['section'], 0):,} rows"
+        count = rows.get(entry["section"], 0)
+        outcome = entry.get("skipped") or failures.get(entry["section"]) or f"{count:,} row{'' if count == 1 else 's'}"
         query_rows.append((entry["section"], entry["query_name"], outcome))
     lines += [markdown_table(["section", "library query", "result"], query_rows, 300), ""]
     return "\n".join(lines)
@@ -535,9 +561,11 @@ def comment_text(alert_doc: dict[str, Any], entities: AlertEntities, tree: Proce
     device, user = entities.device or {}, entities.user or {}
     parts = [f"Automated triage (defender-soar): device {device.get('host_name') or '-'}, "
              f"user {user.get('account_name') or '-'}."]
-    line = [n.name for n in _line_to_alert(tree)]
+    line = _line_to_alert(tree)
     if line:
-        parts.append("Process chain: " + " > ".join(line) + ".")
+        started = sorted({c.name for c in line[-1].children}) if line[-1].alerting else []
+        parts.append("Process chain: " + " > ".join(n.name for n in line)
+                     + (f", which started {', '.join(started)}" if started else "") + ".")
     if connections is not None and len(connections) and "RemoteIP" in connections.columns:
         remotes = sorted({f"{r}:{p}" for r, p in zip(connections["RemoteIP"].astype("string"),
                                                      connections.get("RemotePort", [""] * len(connections)),
@@ -625,7 +653,7 @@ def triage_alert(
             logger.warning("Triage query %s failed: %s", section, failures[section])
     rows = {section: len(frame) for section, frame in frames.items()}
 
-    tree = process_tree(frames.get("processes"), entities)
+    tree = process_tree(frames.get("processes"), entities, str(alert_doc.get("title") or ""))
     connections = related_connections(frames.get("network"), entities, tree)
     # Enrich what the report shows: the evidence's entities and the alert's connections.
     device, user = entities.device or {}, entities.user or {}
@@ -660,5 +688,5 @@ def triage_alert(
 
 
 __all__ = ["AlertEntities", "TRIAGE_QUERIES", "TriageResult", "alert_entities", "alert_window", "build_report",
-           "get_alert", "plan_queries", "process_tree", "related_connections", "render_tree", "timeline",
+           "focus_process", "get_alert", "plan_queries", "process_tree", "related_connections", "render_tree", "timeline",
            "triage_alert"]

@@ -107,3 +107,21 @@ def test_query_runs_a_library_query_or_prints_it(emu, saved_tenant, tmp_path):
     bad = run("query", "M365D.list_host_processes", "-t", saved_tenant, "-p", "hostname_typo=x")
     assert bad.exit_code == 1 and "no parameter 'hostname_typo'" in bad.stderr
     assert run("query", "M365D.list_host_processes", "-p", "novalue").exit_code == 2
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_api")
+def test_triage_prints_the_report_and_fails_clearly_on_an_unknown_alert(emu, saved_tenant, tmp_path):
+    story = emu.incident
+    before = len(emu.stores.alerts.get(story.alert_id).comments)
+    report = tmp_path / "report.md"
+    result = run("triage", "--tenant", saved_tenant, "--alert-id", story.alert_id, "--no-comment", "--out", str(report))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# Triage: ") and story.device_name in result.stdout
+    assert report.read_text(encoding="utf-8").strip() == result.stdout.strip()
+    assert f"Report: Prefect artifact 'triage-{story.alert_id.replace('_', '-')}'" in result.stderr
+    assert len(emu.stores.alerts.get(story.alert_id).comments) == before  # --no-comment
+
+    missing = run("triage", "--tenant", saved_tenant, "--alert-id", "da000_0")
+    assert missing.exit_code == 1 and "NotFoundError" in missing.stderr and missing.stdout == ""
