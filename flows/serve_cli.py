@@ -2,7 +2,7 @@
 
     defender-soar serve                       # UI at http://127.0.0.1:4200
     defender-soar serve --port 4300 --limit 4
-    defender-soar serve --deployment ingest-alerts --deployment triage-alert
+    defender-soar serve --deployment ingest-alerts --deployment triage-alert --deployment hunt/adhoc
 
 It reads ``deployments/prefect.yaml`` (the same file ``prefect deploy --all`` uses with workers) and:
 
@@ -98,6 +98,11 @@ def load_deployments(path: str | Path | None = None) -> list[DeploymentSpec]:
             concurrency_limit=entry.get("concurrency_limit"), env={str(k): str(v) for k, v in env.items()},
         ))
     return specs
+
+
+def _flow_name(spec: DeploymentSpec) -> str:
+    module, function = spec.module_and_function
+    return getattr(importlib.import_module(module), function).name
 
 
 def _schedule(spec: dict[str, Any]):
@@ -228,12 +233,15 @@ def serve(
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     if deployment:
-        unknown = sorted(set(deployment) - {s.name for s in specs})
+        # A name may be the deployment's ("ingest-alerts") or the full "<flow>/<deployment>" ("hunt/adhoc").
+        names = {s.name: s for s in specs}
+        full = {f"{_flow_name(s)}/{s.name}": s for s in specs}
+        unknown = sorted(set(deployment) - set(names) - set(full))
         if unknown:
             typer.echo(f"Error: no deployment named {', '.join(unknown)}; the file has "
-                       f"{', '.join(s.name for s in specs)}.", err=True)
+                       f"{', '.join(sorted(full))}.", err=True)
             raise typer.Exit(EXIT_FAILED)
-        specs = [s for s in specs if s.name in deployment]
+        specs = [s for s in specs if s.name in deployment or f"{_flow_name(s)}/{s.name}" in deployment]
 
     started: StartedServer | None = None
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
