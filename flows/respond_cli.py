@@ -54,6 +54,9 @@ ProtectedOpt = Annotated[str, typer.Option("--protected", help="ProtectedDevices
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines too.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Library query parameter as key=value; repeatable.")]
 TimespanOpt = Annotated[str | None, typer.Option("--timespan", help="ISO 8601 duration Graph searches, e.g. P7D.")]
+PollOpt = Annotated[float, typer.Option("--poll-interval", min=0.1, help="Seconds between status checks of a machine action.")]
+#: Seconds between checks for an answer while a run waits for approval (someone is at the terminal).
+APPROVAL_POLL = 2
 
 
 def _say(text: str) -> None:
@@ -227,6 +230,7 @@ def contain(
     approver: ApproverOpt = None,
     approval_timeout: ApprovalTimeoutOpt = 3600,
     action_timeout: ActionTimeoutOpt = 900.0,
+    poll_interval: PollOpt = 10.0,
     notify: NotifyOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -242,7 +246,8 @@ def contain(
     _run(contain_device, dict(tenant=tenant, device=device, ip=ip, at=_when(at), incident_id=incident,
                               alert_id=alert, isolation_type="Selective" if selective else "Full", reason=reason,
                               protected=protected, dry_run=dry_run, approval_timeout=approval_timeout,
-                              action_timeout=action_timeout, notify=notify),
+                              action_timeout=action_timeout, poll_interval=poll_interval,
+                              approval_poll_seconds=APPROVAL_POLL, notify=notify),
          yes=yes, approver=approver, verbose=verbose)
 
 
@@ -259,6 +264,7 @@ def release(
     approver: ApproverOpt = None,
     approval_timeout: ApprovalTimeoutOpt = 3600,
     action_timeout: ActionTimeoutOpt = 900.0,
+    poll_interval: PollOpt = 10.0,
     notify: NotifyOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -272,7 +278,8 @@ def release(
 
     _run(release_device, dict(tenant=tenant, device=device, ip=ip, at=_when(at), incident_id=incident, reason=reason,
                               dry_run=dry_run, approval=require_approval, approval_timeout=approval_timeout,
-                              action_timeout=action_timeout, notify=notify),
+                              action_timeout=action_timeout, poll_interval=poll_interval,
+                              approval_poll_seconds=APPROVAL_POLL, notify=notify),
          yes=yes, approver=approver, verbose=verbose)
 
 
@@ -310,7 +317,7 @@ def block_indicators_command(
                                 columns=_pairs(column, "--column") or None, action=action,
                                 expires_in_days=expires_days, severity=severity, title=title, incident_id=incident,
                                 max_indicators=max_indicators, dry_run=dry_run, approval_timeout=approval_timeout,
-                                notify=notify),
+                                approval_poll_seconds=APPROVAL_POLL, notify=notify),
          yes=yes, approver=approver, verbose=verbose)
 
 
@@ -334,6 +341,7 @@ def respond_file_command(
     approver: ApproverOpt = None,
     approval_timeout: ApprovalTimeoutOpt = 3600,
     action_timeout: ActionTimeoutOpt = 900.0,
+    poll_interval: PollOpt = 10.0,
     notify: NotifyOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -349,7 +357,7 @@ def respond_file_command(
                             timespan=timespan, incident_id=incident, reason=reason, protected=protected,
                             include_protected=include_protected, force=force, max_devices=max_devices,
                             dry_run=dry_run, approval_timeout=approval_timeout, action_timeout=action_timeout,
-                            notify=notify),
+                            poll_interval=poll_interval, approval_poll_seconds=APPROVAL_POLL, notify=notify),
          yes=yes, approver=approver, verbose=verbose)
 
 

@@ -449,7 +449,7 @@ def check_ioc(value: Any, indicator_type: str) -> tuple[str | None, str | None]:
         indicator_type = guessed
     if indicator_type in _HASH_LENGTHS:
         if len(text) != _HASH_LENGTHS[indicator_type] or not _HEX.match(text):
-            return None, f"not a {indicator_type[4:]} hash"
+            return None, f"not a {indicator_type[4:].upper()} hash"
         return text.lower(), None
     if indicator_type == "IpAddress":
         try:

@@ -466,3 +466,97 @@ def test_respond_file_by_default_hunts_both_tables_for_the_file(emu, saved_tenan
     result = state.result()
     assert result.outcome == "dry-run" and {d["id"] for d in result.devices} == expected
     assert not any(a.sha1 == sha1 and a.id not in SEEDED for a in emu.stores.actions.all())
+
+
+# ---------------------------------------------------------------- the command line
+
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_cli_help_and_usage_errors():
+    for command in ("contain", "release", "block-indicators", "respond-file"):
+        result = cli(command, "--help")
+        assert result.exit_code == 0 and "--dry-run" in result.stdout and "Exit codes" in result.stdout, command
+    assert cli("contain", "--tenant", "t").exit_code == 2  # neither --device nor --ip
+    assert cli("contain", "--tenant", "t", "--device", "d", "--ip", "10.0.0.1").exit_code == 2
+
+
+def test_cli_contain_dry_run_then_approved_with_yes(emu, saved_tenant, unprotected):
+    alert = alert_on_plain_workstation(emu)
+    device = alert.machine
+    dry = cli("contain", "--tenant", saved_tenant, "--device", device["computerDnsName"], "--alert", alert.id,
+              "--protected", unprotected, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert f"# Isolate {device['computerDnsName']}?" in dry.stdout and "Nothing was done" in dry.stdout
+    assert isolations(emu, device) == []
+
+    done = cli("contain", "--tenant", saved_tenant, "--device", device["id"], "--alert", alert.id, "--protected",
+               unprotected, "--yes", "--approver", "carol", "--reason", "ransomware", "--poll-interval", "0.2")
+    assert done.exit_code == 0, done.stderr
+    assert "Approved as carol" in done.stderr and "is isolated" in done.stdout
+    (action,) = isolations(emu, device)
+    assert "carol" in action.comment and "ransomware" in action.comment
+    assert "approved by carol" in emu.stores.incidents.get(alert.incident_id).comments[-1].comment
+
+
+def test_cli_refuses_a_protected_device_with_exit_4(emu, saved_tenant):
+    device = machine(emu, tags=("Tier0",), os_prefix="WindowsServer")
+    protected = block_name("prot")
+    ProtectedDevices(tags=["Tier0"]).save(protected)
+    seen = pd.Timestamp(device["lastSeen"]).isoformat()
+    result = cli("contain", "--tenant", saved_tenant, "--ip", device["lastIpAddress"], "--at", seen, "--protected",
+                 protected, "--yes", "--approver", "carol")
+    assert result.exit_code == 4 and "Refused:" in result.stderr and "Tier0" in result.stderr
+    assert isolations(emu, device) == []
+
+
+def test_cli_without_yes_waits_for_an_answer_from_elsewhere(emu, saved_tenant, unprotected):
+    device = machine(emu, skip=11)
+
+    def refuse_when_paused():
+        deadline = time.monotonic() + 60
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                for run in client.read_flow_runs(flow_run_filter=FlowRunFilter()):
+                    if run.state and run.state.is_paused() and run.parameters.get("device") == device["id"]:
+                        try:
+                            client.read_flow_run_input(run.id, run.state.state_details.run_input_keyset["schema"])
+                        except ObjectNotFound:
+                            continue
+                        resume_flow_run(run.id, run_input={"approve": False, "approver": "dave"})
+                        return
+                time.sleep(0.2)  # polling the API, bounded by the deadline
+
+    helper = threading.Thread(target=contextvars.copy_context().run, args=(refuse_when_paused,), daemon=True)
+    helper.start()
+    result = cli("contain", "--tenant", saved_tenant, "--device", device["id"], "--protected", unprotected,
+                 "--approval-timeout", "60")
+    helper.join(10)
+    assert result.exit_code == 4, result.stderr
+    assert "Waiting up to 60 s for an approval" in result.stderr and "refused by dave" in result.stdout
+    assert isolations(emu, device) == []
+
+
+def test_cli_block_indicators_and_respond_file_dry_runs(emu, saved_tenant, unprotected):
+    result = cli("block-indicators", "--tenant", saved_tenant, "--value", "203.0.113.9", "--value", "10.9.9.9",
+                 "--value", "bad.example", "--expires-days", "3", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "203.0.113.9" in result.stdout and "bad.example" in result.stdout
+    assert "skipped 10.9.9.9: an internal" in result.stderr
+    assert emu.stores.indicators.find("IpAddress", "203.0.113.9") is None
+
+    device = machine(emu)
+    result = cli("respond-file", "--tenant", saved_tenant, "--sha1", "a" * 40, "--device", device["computerDnsName"],
+                 "--protected", unprotected, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert device["id"] in result.stdout and "would be stopped and quarantined on 1 device(s)" in result.stdout
+    assert emu.actions_on(device["id"], "StopAndQuarantineFile") == [] or all(
+        a.id in SEEDED for a in emu.actions_on(device["id"], "StopAndQuarantineFile"))
