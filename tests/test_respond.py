@@ -166,6 +166,7 @@ def test_approved_containment_isolates_once_comments_and_notifies(emu, saved_ten
     assert alert.title in form  # the open alert
     assert "## Evidence" in form and alert.image.FileName in form  # the alert's process/file evidence
     assert isolations(emu, device) == []  # nothing happens while waiting
+    assert emu.client_secret not in form
 
     with pytest.raises(RuntimeError, match="approver"):  # an approval must say who gives it
         resume_flow_run(run.id, run_input={"approve": True})
