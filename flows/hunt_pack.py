@@ -259,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     when.add_argument("--interval", type=float, help="seconds between runs")
     parser.add_argument("--name", help="deployment name (default: the pack's name)")
     args = parser.parse_args(argv)
-    spec = load_pack(args.pack)  # fail now, not at the first scheduled run
+    try:
+        spec = load_pack(args.pack)  # fail now, not at the first scheduled run
+    except ConfigurationError as exc:
+        print(f"ConfigurationError: {exc}", file=sys.stderr)
+        return 1
     pack_path = str(Path(args.pack).expanduser().resolve())
     hunt_pack.serve(
         name=args.name or artifact_key(spec.name), cron=args.cron, interval=args.interval,
