@@ -506,9 +506,6 @@ def ingest_alerts(
     as new (keep it under the server's event retention). A failed tenant is reported and keeps its
     watermark (the next run catches up); the run fails when every tenant failed.
     """
-    from .limits import install_from_env
-
-    install_from_env()
     logger = run_logger()
     if tenants is None:
         names = saved_tenants()

@@ -108,6 +108,9 @@ def load_tenant(tenant: str):
 
 def tenant_client(tenant: str):
     """A :class:`connector.DefenderClient` for the tenant block ``tenant`` (close it after use)."""
+    from .limits import install_from_env
+
+    install_from_env()  # DEFENDER_SOAR_SHARED_LIMITS=prefect (workers, serve): tenant quotas shared across processes
     return load_tenant(tenant).get_client()
 
 
