@@ -177,7 +177,7 @@ class ActionOperations:
         if not str(body.get("Comment") or "").strip():
             raise BadRequestError("A machine action needs a comment: say why, for the audit trail.")
         suffix, permission = _ACTIONS[action_type]
-        pending = self._pending_action(device_id, action_type)
+        pending = self._pending_action(device_id, action_type, body.get("Sha1"))
         if pending is not None:
             log.info("%s is already %s on %s (action %s): not submitting again.", action_type, pending["status"],
                      device_id, pending["id"])
@@ -189,7 +189,7 @@ class ActionOperations:
         except (BadRequestError, ConflictError) as exc:
             if "in progress" not in exc.message.lower() and not isinstance(exc, ConflictError):
                 raise
-            pending = self._pending_action(device_id, action_type)
+            pending = self._pending_action(device_id, action_type, body.get("Sha1"))
             if pending is None:
                 raise ConflictError(f"{action_type} on {device_id}: the service says an action is in progress, but "
                                     "none is listed as pending. Try again shortly.", status=exc.status) from None
@@ -199,8 +199,8 @@ class ActionOperations:
                 raise
             # The request may have arrived and the answer been lost: find the action rather than send it twice.
             # A quick device may already have finished it, so look beyond the pending ones too.
-            pending = (self._pending_action(device_id, action_type)
-                       or self._submitted_action(device_id, action_type, body["Comment"], sent_at))
+            pending = (self._pending_action(device_id, action_type, body.get("Sha1"))
+                       or self._submitted_action(device_id, action_type, body["Comment"], sent_at, body.get("Sha1")))
             if pending is None:
                 raise ServiceError(
                     f"{action_type} on {device_id}: the answer was lost and no such action is on the device, "
@@ -211,15 +211,25 @@ class ActionOperations:
             return MachineActionPoller(self, pending, reused=False)
         return MachineActionPoller(self, action)
 
-    def _submitted_action(self, device_id: str, action_type: str, comment: str, sent_at: datetime) -> dict | None:
+    def _submitted_action(self, device_id: str, action_type: str, comment: str, sent_at: datetime,
+                          sha1: str | None = None) -> dict | None:
         """The newest action of this type on the device, created since ``sent_at`` with our comment, in any status."""
         since = f"creationDateTimeUtc ge {iso(sent_at - _CLOCK_SKEW)}"
         actions = self.list_machine_actions(device_id=device_id, action_type=action_type, filter=since)
-        return next((a for a in actions if a.get("requestorComment") == comment), None)
+        return next((a for a in actions if a.get("requestorComment") == comment
+                     and (sha1 is None or _file_of(a) == sha1.lower())), None)
 
-    def _pending_action(self, device_id: str, action_type: str) -> dict | None:
+    def _pending_action(self, device_id: str, action_type: str, sha1: str | None = None) -> dict | None:
+        """An action of this type pending or running on the device (for a file action: on the same file)."""
         status = " or ".join(f"status eq {odata_string(s)}" for s in RUNNING)
         # Device ids are lower-case hex in Defender; a caller's upper-case id must not miss the pending action.
         device = device_id.strip().lower() if _HEX_ID.match(device_id.strip()) else device_id
         actions = self.list_machine_actions(device_id=device, action_type=action_type, filter=status)
-        return next(iter(actions), None)
+        return next((a for a in actions if sha1 is None or _file_of(a) == sha1.lower()), None)
+
+
+def _file_of(action: dict) -> str | None:
+    """The lower-cased file identifier of a file action (``relatedFileInfo.fileIdentifier``), if any."""
+    info = action.get("relatedFileInfo") or {}
+    value = info.get("fileIdentifier") if isinstance(info, dict) else None
+    return value.lower() if isinstance(value, str) else None

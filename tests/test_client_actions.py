@@ -281,3 +281,16 @@ def test_import_sends_batches_of_500_and_returns_every_result(emu, client):
     assert len(results) == 502 and len([r for r in emu.requests if r.path == "/api/indicators/import"]) == 2
     assert [r["isFailed"] for r in results].count(True) == 1 and "external" in results[-1]["failureReason"]
     assert len(list(client.list_indicators(filter="title eq 'ioc 500'"))) == 1
+
+
+def test_a_pending_quarantine_of_another_file_is_not_reused(emu, client, device):
+    emu.action_timing = (30.0, 30.0)  # the first stays pending for the whole test
+    first = client.begin_stop_and_quarantine_file(device, SHA1, comment="first file")
+    other = "0123456789abcdef0123456789abcdef01234567"
+    try:
+        second = client.begin_stop_and_quarantine_file(device, other, comment="second file")
+    except Exception as exc:  # noqa: BLE001 - the service may refuse a second file while one is pending
+        assert "in progress" in str(exc)
+    else:
+        assert not second.reused and second.action_id != first.action_id
+    assert client.begin_stop_and_quarantine_file(device, SHA1.upper(), comment="first again").reused
