@@ -18,13 +18,16 @@ from .prefect_fixtures import _no_default_azure_credential, prefect_api  # noqa:
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_api")]
 
 
-def artifacts(key: str):
+def artifacts(key: str, flow_run_id=None):
+    """Artifacts with this key (of one flow run, if given: the harness is shared by every module)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     async def read():
+        run = ArtifactFilterFlowRunId(any_=[flow_run_id]) if flow_run_id else None
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]), flow_run_id=run))
 
     return asyncio.run(read())
 
@@ -55,7 +58,7 @@ def test_hunt_three_tenants_one_failing_sign_in(emu, tmp_path, all_logs):
     assert result.path == str(out.resolve()) and len(written) == 80
     assert set(written["TenantName"]) == {names[0], names[1]}
     assert str(written["Timestamp"].dtype) == "datetime64[ns, UTC]"
-    (table,) = artifacts("hunt-results")[-1:]
+    (table,) = artifacts("hunt-results", state.state_details.flow_run_id)
     assert table.type == "table" and str(out.resolve()) in table.description
     assert names[2] in table.description and "AuthenticationError" in table.description
     # The failing tenant never reached the hunting API; the two others hunted once each.
