@@ -245,6 +245,9 @@ def serve(
 
     started: StartedServer | None = None
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Started in the background by a script (``cmd &``), SIGINT arrives ignored: take it back, so that
+    # ``kill -INT`` stops serve like Ctrl-C does.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         configured = _configured_api_url()
         local_api = f"http://{host}:{port}/api"
@@ -292,6 +295,7 @@ def serve(
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
         if started is not None:
             typer.echo(f"Stopping the Prefect server (pid {started.pid}).", err=True)
             started.stop()

@@ -90,6 +90,9 @@ def test_new_alert_triaged_once_end_to_end(emu, tmp_path, monkeypatch):
             assert run.state.is_completed(), (run.state, log.read_text()[-4000:])
             comments = [c.comment for c in emu.stores.alerts.get(high).comments]
             assert any(c.startswith(COMMENT) for c in comments), comments
+            # Served runs share the tenant's quotas through Prefect rate limits (serve sets the work pool's env).
+            shared = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}
+            assert f"defender-hunting-global-{emu.tenant_id.lower()}-60s" in shared, shared
 
             second = ingest_alerts([name])
 
