@@ -39,6 +39,8 @@ def _root(ctx: typer.Context) -> None:
     """Microsoft Defender hunting and response on Prefect. Blocks live in the Prefect server at PREFECT_API_URL."""
     if ctx.resilient_parsing or ctx.invoked_subcommand is None or ctx.invoked_subcommand in hunt_cli.LOCAL_COMMANDS:
         return  # `queries` reads the library only: it needs no Prefect server
+    if ctx.invoked_subcommand == "serve":
+        return  # serve starts (or reuses) a server itself: the temporary-server hint would mislead
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
