@@ -90,6 +90,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _drain_event_workers() -> None:
+    """Send what Prefect's event and log workers hold, then stop them, while the server still runs.
+
+    A worker keeps the API URL it started with: left running, it would send a later module's events
+    (block loads) to this stopped server, retrying until the harness's own drain gives up minutes later.
+    """
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    for worker in (APILogWorker, EventsWorker):
+        result = worker.drain_all(timeout=30)
+        if inspect.isawaitable(result):
+            run_coro_as_sync(result)
+
+
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
     """A real ``prefect server start`` (UI included) on a free loopback port, with its own PREFECT_HOME.
@@ -131,7 +149,10 @@ def prefect_server(tmp_path_factory):
         ):
             mp.setenv("PREFECT_API_URL", f"{url}/api")
             mp.setenv("PREFECT_HOME", str(home))
-            yield url
+            try:
+                yield url
+            finally:
+                _drain_event_workers()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
