@@ -121,16 +121,33 @@ class PrefectServer:
         self.start()
 
 
+class _Shared:
+    """The one server of the run: each module importing the fixture gets its own session-scoped copy of
+    it, so the server itself lives here and stops when the last copy is finalised."""
+
+    server: PrefectServer | None = None
+    users = 0
+
+
 @pytest.fixture(scope="session", name="soar_server")
 def soar_server_fixture(tmp_path_factory):
     """One real Prefect server for the ingestion and deployment tests (started on first use)."""
-    home = tmp_path_factory.mktemp("soar-prefect-home")
-    server = PrefectServer(home)
+    if _Shared.server is None:
+        server = PrefectServer(tmp_path_factory.mktemp("soar-prefect-home"))
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+        _Shared.server = server
+    _Shared.users += 1
     try:
-        server.start()
-        yield server
+        yield _Shared.server
     finally:
-        server.stop()
+        _Shared.users -= 1
+        if _Shared.users == 0:
+            server, _Shared.server = _Shared.server, None
+            server.stop()
 
 
 @pytest.fixture(name="soar_api")
