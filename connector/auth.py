@@ -336,6 +336,18 @@ def _client_credential(settings: TenantSettings):
     from cryptography.hazmat.primitives import hashes
 
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if not isinstance(cert.public_key(), rsa.RSAPublicKey):
+        kind = "an elliptic-curve" if isinstance(cert.public_key(), ec.EllipticCurvePublicKey) else "a non-RSA"
+        # Entra ID signs client assertions with RS256/PS256 only; MSAL would fail later with a bare JWT error.
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"The certificate for tenant {settings.tenant_id!r} has {kind} key: Entra ID takes only RSA "
+            "certificates for app sign-in. Create an RSA (2048-bit or longer) "
+            "certificate and upload it to the app registration."
+        )
     credential = {
         "private_key": key_pem,
         "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra's x5t is SHA-1 by definition

@@ -233,3 +233,27 @@ def test_requests_session_of_client_is_closed_by_close(emu_kwargs):
     client = client_for(emu_kwargs)
     client.close()
     assert isinstance(client._session, requests.Session)
+
+
+def test_an_elliptic_curve_certificate_is_a_configuration_error_before_any_call():
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from connector.errors import ConfigurationError
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "soar")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(dt.datetime(2024, 1, 1)).not_valid_after(dt.datetime(2030, 1, 1))
+            .sign(key, hashes.SHA256()))
+    pem = (cert.public_bytes(serialization.Encoding.PEM).decode()
+           + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()).decode())
+    client = connect(tenant_id="contoso.onmicrosoft.com", client_id="11111111-1111-4111-8111-111111111111",
+                     certificate=pem)
+    with pytest.raises(ConfigurationError, match="elliptic-curve key.*only RSA"):
+        client.get_token()
