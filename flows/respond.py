@@ -301,6 +301,40 @@ def _finish(result: ResponseResult, title: str, *, notify: list[str] | None, ten
     return result
 
 
+def _stop(result: ResponseResult, outcome: str, message: str, *, key: str, markdown: str, title: str) -> Completed:
+    """End the run before acting (nothing to do, or a dry run): the plan as an artifact, the outcome event."""
+    result.outcome, result.message = outcome, message
+    _plan_artifact(key, markdown, title)
+    _emit("outcome", result=result)
+    run_logger().info(message)
+    return Completed(name="Dry run" if outcome == "dry-run" else "Nothing to do", message=message, data=result)
+
+
+def _approve(result: ResponseResult, *, approval: bool, plan: str, approval_timeout: int, approval_poll_seconds: int,
+             title: str, not_approved: str, refused: str, notify: list[str] | None, tenant: str,
+             incident_id: str | None, key: str) -> tuple[Decision, Any]:
+    """Ask for the approval; (decision, None) to go on, or (decision, the run's final state) when there is none.
+
+    ``not_approved`` and ``refused`` start the message (``"... was not approved within 1 h"``). No
+    answer in time writes nothing to Defender: the run can no longer start tasks once its pause has
+    expired, so the plain function does the telling.
+    """
+    decision = _decide(approval, plan + "\n\n" + "\n".join(_answer_section(approval_timeout)), approval_timeout,
+                       approval_poll_seconds)
+    result.approval = asdict(decision)
+    if decision.timed_out:
+        result.outcome = "timed-out"
+        result.message = f"{not_approved} was not approved within {_duration(approval_timeout)}: nothing was done."
+        return decision, _finish(result, f"{title}: no answer", notify=notify, tenant=None, incident_id=None,
+                                 comment=None, artifact=key, as_task=False)
+    if not decision.approved:
+        result.outcome = "refused"
+        result.message = f"{refused} was {decision.text()}: nothing was done."
+        return decision, _finish(result, f"{title} refused", notify=notify, tenant=tenant, incident_id=incident_id,
+                                 comment=f"defender-soar: {result.message}", artifact=key)
+    return decision, None
+
+
 def _report(title: str, plan: str, result: ResponseResult) -> str:
     """The outcome report: the title, what happened, the actions, then the plan that was shown (one level down)."""
     lines = [f"# {title}", "", result.message]
@@ -360,7 +394,6 @@ def contain_device(
     comment then says so). ``isolation_type``: ``Full``, or ``Selective`` (Outlook, Teams and
     Skype keep working).
     """
-    logger = run_logger()
     if isolation_type not in ("Full", "Selective"):
         raise ConfigurationError(f"isolation_type must be Full or Selective, not {isolation_type!r}.")
     found = resolve_device(tenant, device=device, ip=ip, at=at)
@@ -388,38 +421,21 @@ def contain_device(
     result = ResponseResult("contain-device", "done", "", tenant, plan=plan, devices=[facts])
     state = context["isolation"].get("state")
     if state == "isolated":
-        result.outcome = "already"
-        result.message = f"{facts['name']} is already isolated (action {context['isolation']['action'].get('id')}): " \
-                         "nothing to do."
-        _plan_artifact(key, _report(f"Containment of {facts['name']}", plan, result), f"Containment of {facts['name']}")
-        _emit("outcome", result=result)
-        logger.info(result.message)
-        return Completed(name="Nothing to do", message=result.message, data=result)
+        return _stop(result, "already", f"{facts['name']} is already isolated (action "
+                     f"{context['isolation']['action'].get('id')}): nothing to do.", key=key,
+                     markdown=_report(f"Containment of {facts['name']}", plan, result), title=f"Containment of {facts['name']}")
     if dry_run:
-        result.outcome = "dry-run"
-        result.message = (f"Dry run: {facts['name']} ({facts['id']}) would be isolated ({isolation_type})"
-                          + (" after approval" if approval else "") + ". Nothing was done.")
-        _plan_artifact(key, plan, f"Containment plan for {facts['name']} (dry run)")
-        _emit("outcome", result=result)
-        logger.info(result.message)
-        return Completed(name="Dry run", message=result.message, data=result)
+        return _stop(result, "dry-run", f"Dry run: {facts['name']} ({facts['id']}) would be isolated ({isolation_type})"
+                     + (" after approval" if approval else "") + ". Nothing was done.", key=key, markdown=plan,
+                     title=f"Containment plan for {facts['name']} (dry run)")
 
-    decision = _decide(approval, plan + "\n\n" + "\n".join(_answer_section(approval_timeout)), approval_timeout,
-                       approval_poll_seconds)
-    result.approval = asdict(decision)
-    if decision.timed_out:
-        result.outcome = "timed-out"
-        result.message = (f"Isolation of {facts['name']} was not approved within {_duration(approval_timeout)}: "
-                          "nothing was done.")
-        # The run can no longer start tasks once its pause has expired: the plain function does the telling.
-        return _finish(result, f"Containment of {facts['name']}: no answer", notify=notify,
-                       tenant=None, incident_id=None, comment=None, artifact=key, as_task=False)
-    if not decision.approved:
-        result.outcome = "refused"
-        result.message = f"Isolation of {facts['name']} ({facts['id']}) was {decision.text()}: nothing was done."
-        return _finish(result, f"Containment of {facts['name']} refused", notify=notify,
-                       tenant=tenant, incident_id=incident_id, comment=f"defender-soar: {result.message}",
-                       artifact=key)
+    decision, final = _approve(result, approval=approval, plan=plan, approval_timeout=approval_timeout,
+                               approval_poll_seconds=approval_poll_seconds, title=f"Containment of {facts['name']}",
+                               not_approved=f"Isolation of {facts['name']}",
+                               refused=f"Isolation of {facts['name']} ({facts['id']})", notify=notify, tenant=tenant,
+                               incident_id=incident_id, key=key)
+    if final is not None:
+        return final
 
     if approval:
         # Time has passed: the device may have been tagged, or the list changed. Check both again, fresh.
@@ -470,7 +486,6 @@ def release_device(
     approval step as :func:`contain_device`. The protected list does not apply: releasing takes
     nothing away from a device.
     """
-    logger = run_logger()
     found = resolve_device(tenant, device=device, ip=ip, at=at)
     facts = device_facts(found)
     context = device_context(tenant, found, alert_id=alert_id, incident_id=incident_id)
@@ -489,33 +504,19 @@ def release_device(
     ])
     result = ResponseResult("release-device", "done", "", tenant, plan=plan, devices=[facts])
     if context["isolation"].get("state") in ("released", "never"):
-        result.outcome = "already"
-        result.message = f"{facts['name']} is not isolated ({context['isolation']['state']}): nothing to do."
-        _plan_artifact(key, _report(f"Release of {facts['name']}", plan, result), f"Release of {facts['name']}")
-        _emit("outcome", result=result)
-        logger.info(result.message)
-        return Completed(name="Nothing to do", message=result.message, data=result)
+        return _stop(result, "already", f"{facts['name']} is not isolated ({context['isolation']['state']}): nothing "
+                     "to do.", key=key, markdown=_report(f"Release of {facts['name']}", plan, result),
+                     title=f"Release of {facts['name']}")
     if dry_run:
-        result.outcome = "dry-run"
-        result.message = f"Dry run: {facts['name']} ({facts['id']}) would be released from isolation. Nothing was done."
-        _plan_artifact(key, plan, f"Release plan for {facts['name']} (dry run)")
-        _emit("outcome", result=result)
-        return Completed(name="Dry run", message=result.message, data=result)
-    decision = _decide(approval, plan + "\n\n" + "\n".join(_answer_section(approval_timeout)), approval_timeout,
-                       approval_poll_seconds)
-    result.approval = asdict(decision)
-    if decision.timed_out:
-        result.outcome = "timed-out"
-        result.message = f"Release of {facts['name']} was not approved within {_duration(approval_timeout)}: " \
-                         "nothing was done."
-        return _finish(result, f"Release of {facts['name']}: no answer", notify=notify,
-                       tenant=None, incident_id=None, comment=None, artifact=key, as_task=False)
-    if not decision.approved:
-        result.outcome = "refused"
-        result.message = f"Release of {facts['name']} ({facts['id']}) was {decision.text()}: nothing was done."
-        return _finish(result, f"Release of {facts['name']} refused", notify=notify,
-                       tenant=tenant, incident_id=incident_id, comment=f"defender-soar: {result.message}",
-                       artifact=key)
+        return _stop(result, "dry-run", f"Dry run: {facts['name']} ({facts['id']}) would be released from isolation. "
+                     "Nothing was done.", key=key, markdown=plan, title=f"Release plan for {facts['name']} (dry run)")
+    decision, final = _approve(result, approval=approval, plan=plan, approval_timeout=approval_timeout,
+                               approval_poll_seconds=approval_poll_seconds, title=f"Release of {facts['name']}",
+                               not_approved=f"Release of {facts['name']}",
+                               refused=f"Release of {facts['name']} ({facts['id']})", notify=notify, tenant=tenant,
+                               incident_id=incident_id, key=key)
+    if final is not None:
+        return final
     comment = action_comment("release-device", reason, decision, incident_id)
     try:
         action = release_isolation(tenant, facts["id"], comment=comment, timeout=action_timeout,
@@ -598,7 +599,6 @@ def block_indicators(
     Each indicator expires after ``expires_in_days``; creating one that exists updates it, so a
     re-run changes nothing.
     """
-    logger = run_logger()
     source = _sources(query=query, query_name=query_name, results=results, values=values)
     if not source:
         raise ConfigurationError("Give the IOCs: a hunting query (query or query_name), a hunt's results file, "
@@ -639,30 +639,19 @@ def block_indicators(
     result = ResponseResult("block-indicators", "done", "", tenant, plan=plan,
                             skipped={s["value"]: s["reason"] for s in skipped})
     if not iocs:
-        result.outcome = "nothing"
-        result.message = f"The {where} holds no IOC to block: nothing was done."
-        _plan_artifact(key, plan, "Block indicators")
-        _emit("outcome", result=result)
-        logger.info(result.message)
-        return Completed(name="Nothing to do", message=result.message, data=result)
+        return _stop(result, "nothing", f"The {where} holds no IOC to block: nothing was done.", key=key,
+                     markdown=plan, title="Block indicators")
     if dry_run:
-        result.outcome = "dry-run"
         result.indicators = [dict(i, ok=None) for i in iocs]
-        result.message = f"Dry run: {len(iocs)} {action} indicator(s) would be created, expiring " \
-                         f"{expiration:%Y-%m-%d}. Nothing was done."
-        _plan_artifact(key, plan, "Block indicators (dry run)")
-        _emit("outcome", result=result)
-        return Completed(name="Dry run", message=result.message, data=result)
-    decision = _decide(approval, plan + "\n\n" + "\n".join(_answer_section(approval_timeout)), approval_timeout,
-                       approval_poll_seconds)
-    result.approval = asdict(decision)
-    if decision.timed_out or not decision.approved:
-        result.outcome = "timed-out" if decision.timed_out else "refused"
-        result.message = f"Blocking {len(iocs)} IOC(s) was {decision.text()}: nothing was done."
-        return _finish(result, "Block indicators: " + ("no answer" if decision.timed_out else "refused"),
-                       notify=notify, tenant=None if decision.timed_out else tenant,
-                       incident_id=None if decision.timed_out else incident_id,
-                       comment=f"defender-soar: {result.message}", artifact=key, as_task=not decision.timed_out)
+        return _stop(result, "dry-run", f"Dry run: {len(iocs)} {action} indicator(s) would be created, expiring "
+                     f"{expiration:%Y-%m-%d}. Nothing was done.", key=key, markdown=plan,
+                     title="Block indicators (dry run)")
+    decision, final = _approve(result, approval=approval, plan=plan, approval_timeout=approval_timeout,
+                               approval_poll_seconds=approval_poll_seconds, title="Block indicators",
+                               not_approved=f"Blocking {len(iocs)} IOC(s)", refused=f"Blocking {len(iocs)} IOC(s)",
+                               notify=notify, tenant=tenant, incident_id=incident_id, key=key)
+    if final is not None:
+        return final
     text = "; ".join(p for p in (description.strip(), f"from {where}", f"incident {incident_id}" if incident_id
                                  else "", decision.text(), f"Prefect flow run {run_id}" if run_id else "") if p)
     result.indicators = create_indicators(tenant, iocs, action=action, expiration=expiration, severity=severity,
@@ -791,29 +780,19 @@ def respond_file(
     result = ResponseResult("respond-file", "done", "", tenant, plan=plan,
                             devices=[device_facts(d) for d in targets], skipped=skipped)
     if not targets:
-        result.outcome = "nothing"
-        result.message = f"No device to quarantine {sha1} on (from {where}): nothing was done."
-        _plan_artifact(key, plan, "Respond to a file")
-        _emit("outcome", result=result)
-        logger.info(result.message)
-        return Completed(name="Nothing to do", message=result.message, data=result)
+        return _stop(result, "nothing", f"No device to quarantine {sha1} on (from {where}): nothing was done.",
+                     key=key, markdown=plan, title="Respond to a file")
     if dry_run:
-        result.outcome = "dry-run"
-        result.message = f"Dry run: {sha1} would be stopped and quarantined on {len(targets)} device(s)" + \
-                         (f", {len(skipped)} skipped" if skipped else "") + ". Nothing was done."
-        _plan_artifact(key, plan, "Respond to a file (dry run)")
-        _emit("outcome", result=result)
-        return Completed(name="Dry run", message=result.message, data=result)
-    decision = _decide(approval, plan + "\n\n" + "\n".join(_answer_section(approval_timeout)), approval_timeout,
-                       approval_poll_seconds)
-    result.approval = asdict(decision)
-    if decision.timed_out or not decision.approved:
-        result.outcome = "timed-out" if decision.timed_out else "refused"
-        result.message = f"Quarantine of {sha1} on {len(targets)} device(s) was {decision.text()}: nothing was done."
-        return _finish(result, "Respond to a file: " + ("no answer" if decision.timed_out else "refused"),
-                       notify=notify, tenant=None if decision.timed_out else tenant,
-                       incident_id=None if decision.timed_out else incident_id,
-                       comment=f"defender-soar: {result.message}", artifact=key, as_task=not decision.timed_out)
+        return _stop(result, "dry-run", f"Dry run: {sha1} would be stopped and quarantined on {len(targets)} device(s)"
+                     + (f", {len(skipped)} skipped" if skipped else "") + ". Nothing was done.", key=key,
+                     markdown=plan, title="Respond to a file (dry run)")
+    what = f"Quarantine of {sha1} on {len(targets)} device(s)"
+    decision, final = _approve(result, approval=approval, plan=plan, approval_timeout=approval_timeout,
+                               approval_poll_seconds=approval_poll_seconds, title="Respond to a file",
+                               not_approved=what, refused=what, notify=notify, tenant=tenant,
+                               incident_id=incident_id, key=key)
+    if final is not None:
+        return final
     if approval and not include_protected and protected is not None:
         # The list may have changed while waiting for approval: check the devices again, fresh.
         fresh, _ = resolve_devices(tenant, [d["id"] for d in targets])
