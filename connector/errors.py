@@ -117,13 +117,16 @@ class ServiceError(DefenderError):
     ``retry_after`` is the pause the service (or MSAL's sign-in throttle) asked for, if any.
     ``reached_service`` is False only when the request provably never left this machine (the
     connection was never opened): only then may a call that must not run twice be sent again.
+    ``retryable`` is False for failures another attempt cannot cure (a vanished CA file, a TLS
+    certificate that does not verify).
     """
 
     def __init__(self, message: str, *, retry_after: float | None = None, reached_service: bool = True,
-                 **kwargs) -> None:
+                 retryable: bool = True, **kwargs) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.reached_service = reached_service
+        self.retryable = retryable
 
 
 __all__ = [

@@ -76,5 +76,4 @@ def _column(values: list, kind: str) -> pd.Series:
             return pd.Series(values, dtype=_DTYPES[kind])
         except (TypeError, ValueError, OverflowError):
             pass
-    series = pd.Series(values, dtype=object)
-    return series
+    return pd.Series(values, dtype=object)

@@ -134,24 +134,20 @@ def send(
     if remaining <= 0:
         raise ServiceError(f"{_cap(operation)} ran out of time before it could be sent.", reached_service=False)
     if ca_bundle and not os.path.isfile(ca_bundle):
-        exc = ServiceError(
+        raise ServiceError(
             f"{_cap(operation)} cannot verify TLS: the CA bundle {ca_bundle!r} no longer exists or is not a file. "
             "Restore it, or point ca_bundle at the PEM file of CAs to trust.",
-            reached_service=False,
+            reached_service=False, retryable=False,
         )
-        exc.retryable = False
-        raise exc
     timeout = (min(_CONNECT_TIMEOUT, remaining), remaining)
     try:
         response = session.request(method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs)
     except requests.exceptions.SSLError as exc:
-        error = ServiceError(
+        raise ServiceError(
             f"{_cap(operation)}: the TLS connection to {_host(url)} failed ({_short(str(exc), 160)}). If a proxy or "
             "private endpoint presents its own certificate, set ca_bundle to a PEM file of the CAs to trust.",
-            reached_service=False,
-        )
-        error.retryable = False
-        raise error from None
+            reached_service=False, retryable=False,
+        ) from None
     except requests.ConnectTimeout:
         raise ServiceError(f"{_cap(operation)}: connecting to {_host(url)} timed out.", reached_service=False) from None
     except requests.Timeout:
@@ -169,10 +165,8 @@ def send(
 
         raise ConfigurationError(f"{_cap(operation)}: the URL {_redact(url)!r} is not usable ({exc}).") from None
     except OSError as exc:  # e.g. the CA bundle vanished between the check and the send
-        error = ServiceError(f"{_cap(operation)} could not be sent: {type(exc).__name__}: {_short(str(exc), 160)}",
-                             reached_service=False)
-        error.retryable = False
-        raise error from None
+        raise ServiceError(f"{_cap(operation)} could not be sent: {type(exc).__name__}: {_short(str(exc), 160)}",
+                           reached_service=False, retryable=False) from None
     read_body(response, deadline, operation)
     log.debug("%s %s -> %s in %.3fs", method, _redact(url), response.status_code, response.elapsed.total_seconds())
     return response
@@ -357,7 +351,7 @@ class Transport:
 def _retryable(exc: BaseException, may_repeat: bool) -> bool:
     if isinstance(exc, ThrottledError):
         return True  # 429: the service did not act on it
-    if isinstance(exc, ServiceError) and getattr(exc, "retryable", True):
+    if isinstance(exc, ServiceError) and exc.retryable:
         return may_repeat or not exc.reached_service
     return False
 

@@ -353,10 +353,6 @@ def _report(title: str, plan: str, result: ResponseResult) -> str:
     return "\n".join(lines + ["", "## The plan", ""] + demoted)
 
 
-def _artifact(playbook: str, *parts: Any) -> str:
-    return artifact_key(playbook, *parts)
-
-
 def _plan_artifact(key: str, plan: str, title: str) -> None:
     from prefect.artifacts import create_markdown_artifact
 
@@ -401,7 +397,7 @@ def contain_device(
     facts = device_facts(found)
     context = device_context(tenant, found, alert_id=alert_id, incident_id=incident_id)
     incident_id = context["incident_id"]
-    key = _artifact("contain", facts["name"] or facts["id"])
+    key = artifact_key("contain", facts["name"] or facts["id"])
     steps = [
         "1. Check the device against the protected list again, on a fresh copy of the device.",
         f"2. Isolate it ({isolation_type}) with the reason, the approver and this run in the action's comment.",
@@ -490,7 +486,7 @@ def release_device(
     facts = device_facts(found)
     context = device_context(tenant, found, alert_id=alert_id, incident_id=incident_id)
     incident_id = context["incident_id"]
-    key = _artifact("release", facts["name"] or facts["id"])
+    key = artifact_key("release", facts["name"] or facts["id"])
     plan = "\n".join([
         f"# Release {facts['name']} from isolation?", "",
         f"Tenant **{tenant}**; reason: {cell_text(reason, 300) or '_(none given)_'}; "
@@ -625,7 +621,7 @@ def block_indicators(
     expiration = datetime.now(UTC) + timedelta(days=expires_in_days)
     run_id, _, _ = _run_info()
     title = title or (f"defender-soar: incident {incident_id}" if incident_id else f"defender-soar: {where}")
-    key = _artifact("block-indicators", incident_id or run_id or "run")
+    key = artifact_key("block-indicators", incident_id or run_id or "run")
     plan = "\n".join([
         f"# Create {len(iocs)} {action} indicator(s)?", "",
         f"Tenant **{tenant}**; from {where} ({len(frame):,} rows); expire {expiration:%Y-%m-%d %H:%M}Z "
@@ -761,7 +757,7 @@ def respond_file(
                and not include_protected}
     skipped.update({given: f"not found: {why}" for given, why in missing.items()})
     run_id, _, _ = _run_info()
-    key = _artifact("respond-file", sha1[:12], incident_id or run_id or "")
+    key = artifact_key("respond-file", sha1[:12], incident_id or run_id or "")
     plan = "\n".join([
         f"# Stop and quarantine {sha1} on {len(targets)} device(s)?", "",
         f"Tenant **{tenant}**; devices from {where}; reason: {cell_text(reason, 300) or '_(none given)_'}; "

@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-import requests
 import responses
 
 from connector import DefenderClient, connect, resolve_settings
@@ -204,17 +203,6 @@ def test_tokens_are_shared_between_clients_of_the_same_credential(emu, emu_kwarg
     assert len(token_posts(emu)) == 1
 
 
-def test_one_client_reaches_graph_and_mde_with_two_scopes(emu, emu_kwargs):
-    with client_for(emu_kwargs) as client:
-        client.run_hunting_query(QUERY)
-        client.get_token("mde")
-    scopes = sorted(r.form.get("scope", "") for r in token_posts(emu)) if hasattr(token_posts(emu)[0], "form") \
-        else sorted(r.body.decode() for r in token_posts(emu))
-    assert len(scopes) == 2
-    assert any("graph.microsoft.com" in s for s in scopes)
-    assert any("securitycenter" in s for s in scopes)
-
-
 def test_token_caches_are_bounded_across_secret_rotations(emu, emu_kwargs):
     for i in range(300):
         client_for(emu_kwargs, client_secret=f"rotated-{i}").close()
@@ -227,12 +215,6 @@ def test_credential_errors_do_not_echo_the_secret(emu, emu_kwargs):
         client.get_token()
     assert CANARY not in str(info.value) and CANARY not in repr(info.value)
     assert "AADSTS7000215" in str(info.value)
-
-
-def test_requests_session_of_client_is_closed_by_close(emu_kwargs):
-    client = client_for(emu_kwargs)
-    client.close()
-    assert isinstance(client._session, requests.Session)
 
 
 def test_an_elliptic_curve_certificate_is_a_configuration_error_before_any_call():
